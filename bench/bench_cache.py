@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from cache_jobs import store as S
+from cache_jobs.chunking import chunk_indices
 from cache_jobs.config import CacheJobConfig, ClusterConfig, DatasetConfig
 from cache_jobs.job import run_cache, worker_environ
 from cache_jobs.models import TextConfig, VaeConfig
 from cache_jobs.pack import PackConfig, pack
+from cache_jobs.tiling import Tiler, TilingConfig, load_layout
 from cache_jobs.tiny_models import make_full_vae, make_tiny_umt5
-from pipelines.chunking import chunk_indices
-from pipelines.tiling import Tiler, TilingConfig, load_layout
 from schemas import cache as C
 from schemas.chunks import ChunkSpec
 

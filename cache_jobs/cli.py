@@ -38,7 +38,7 @@ def cache_cmd(dataset, out, layout, vae_dir, text_dir, stride, workers, schedule
     from cache_jobs.config import DEFAULT_READER, CacheJobConfig, ClusterConfig, DatasetConfig, StoreConfig
     from cache_jobs.job import run_cache
     from cache_jobs.models import TextConfig, VaeConfig
-    from pipelines.tiling import TilingConfig
+    from cache_jobs.tiling import TilingConfig
     from schemas.chunks import ChunkSpec
 
     try:

@@ -2,7 +2,7 @@
 
     CacheJobConfig
       dataset  DatasetConfig   root, reader class, action/state keys
-      tiling   TilingConfig    layout name or JSON file            (pipelines.tiling)
+      tiling   TilingConfig    layout name or JSON file            (cache_jobs.tiling)
       chunks   ChunkSpec       9 frames / stride 4 / 32 actions / start stride (schemas.chunks)
       vae      VaeConfig       model dir, dtype, device, batch size (cache_jobs.models)
       text     TextConfig      model dir, dtype, device, length 128
@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from cache_jobs.models import TextConfig, VaeConfig
-from pipelines.tiling import TilingConfig
+from cache_jobs.tiling import TilingConfig
 from schemas import keys
 from schemas.chunks import ChunkSpec
 from schemas.errors import SchemaError

@@ -30,10 +30,10 @@ def inspect_cache(cache: str | Path, out_png: str | Path, n: int = 4) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cache_jobs.chunking import chunk_indices
     from cache_jobs.job import open_reader
     from cache_jobs.models import VaeEncoder
-    from pipelines.chunking import chunk_indices
-    from pipelines.tiling import Tiler, load_layout
+    from cache_jobs.tiling import Tiler, load_layout
 
     cache = Path(cache)
     cfg = CacheJobConfig.from_dict(json.loads((cache / C.CACHE_CONFIG).read_text()))

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from cache_jobs import store as S
+from cache_jobs.chunking import EpisodeChunker, needed_frames
 from cache_jobs.config import CacheJobConfig, load_reader_class, package_version
 from cache_jobs.models import TextEncoder, VaeEncoder, _cached, dir_digest, resolve_dtype
-from pipelines.chunking import EpisodeChunker, needed_frames
-from pipelines.tiling import Tiler, load_layout
+from cache_jobs.tiling import Tiler, load_layout
 from schemas import cache as C
 from schemas.errors import EpisodeError, SchemaError
 

@@ -73,7 +73,7 @@ class UnitPlan:
 def make_plan(episodes: list[tuple[int, int, int]], spec: ChunkSpec, rows_per_shard: int, unit_rows: int
               ) -> tuple[list[UnitPlan], int]:
     """[(episode, length, prompt_index)] -> work units of whole episodes, and the padded row count N."""
-    from pipelines.chunking import num_chunks
+    from cache_jobs.chunking import num_chunks
 
     units: list[UnitPlan] = []
     row, cur, cur_rows = 0, [], 0

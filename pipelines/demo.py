@@ -56,11 +56,11 @@ def run_demo(out: str | Path, n_episodes: int = 4, train_steps: int = 40, stride
     from cache_jobs.models import TextConfig, VaeConfig
     from cache_jobs.pack import PackConfig, pack
     from cache_jobs.store import verify
+    from cache_jobs.tiling import TilingConfig
     from cache_jobs.tiny_models import make_tiny_umt5, make_tiny_vae
     from fastwam_train.config import TrainConfig
     from fastwam_train.infer import predict_shards
     from fastwam_train.loop import train
-    from pipelines.tiling import TilingConfig
     from schemas.chunks import ChunkSpec
 
     out = Path(out)

@@ -15,8 +15,8 @@ import numpy as np
 
 from cache_jobs.config import CacheJobConfig, ClusterConfig, DatasetConfig, StoreConfig
 from cache_jobs.models import TextConfig, VaeConfig
+from cache_jobs.tiling import TilingConfig
 from cache_jobs.tiny_models import make_tiny_umt5, make_tiny_vae
-from pipelines.tiling import TilingConfig
 from schemas.chunks import ChunkSpec
 from schemas.errors import EpisodeError
 from schemas.features import Feature

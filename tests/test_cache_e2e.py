@@ -98,7 +98,7 @@ def test_builtin_libero_layout_end_to_end(dataset, tmp_path):
     from cache_jobs.config import CacheJobConfig, ClusterConfig, DatasetConfig
     from cache_jobs.job import run_cache
     from cache_jobs.models import TextConfig, VaeConfig
-    from pipelines.tiling import TilingConfig
+    from cache_jobs.tiling import TilingConfig
     from schemas.chunks import ChunkSpec
 
     cfg = CacheJobConfig(DatasetConfig(str(dataset / "ds")), str(tmp_path / "c"), VaeConfig(str(dataset / "vae")),

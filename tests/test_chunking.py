@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipelines.chunking import EpisodeChunker, chunk_indices, chunk_starts, needed_frames, num_chunks
+from cache_jobs.chunking import EpisodeChunker, chunk_indices, chunk_starts, needed_frames, num_chunks
 from schemas.chunks import ChunkSpec
 from schemas.errors import SchemaError
 

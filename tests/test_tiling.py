@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.tiling import Tiler, load_layout, resize_like_torchvision
+from cache_jobs.tiling import Tiler, load_layout, resize_like_torchvision
 from schemas.chunks import LIBERO_LAYOUT
 from schemas.errors import SchemaError
 
