@@ -45,14 +45,19 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def hf_features(features: dict[str, Feature]) -> dict:
-    """The `huggingface` parquet metadata `datasets` writes (lerobot loads parquet through it)."""
+def hf_features(features: dict[str, Feature], fmt: str = keys.V30) -> dict:
+    """The `huggingface` parquet metadata `datasets` writes (lerobot loads parquet through it).
+
+    A fixed-length vector is `List` in datasets >= 4 (lerobot 0.4, v3.0) and `Sequence` in datasets 3.x, the
+    version v2.1-era readers pin (Fast-WAM: datasets==3.6.0, which rejects `List`: "Feature type 'List' not
+    found"). v2.1 output carries the 3.x name, v3.0 output what lerobot 0.4.4 writes."""
+    seq = "Sequence" if fmt == keys.V21 else "List"
     out = {}
     for k, f in features.items():
         if f.dtype == "video":
             continue
         value = {"dtype": f.dtype, "_type": "Value"}
-        out[k] = value if f.shape == (1,) else {"feature": value, "length": f.shape[0], "_type": "List"}
+        out[k] = value if f.shape == (1,) else {"feature": value, "length": f.shape[0], "_type": seq}
     return {"info": {"features": out}}
 
 
@@ -82,7 +87,7 @@ def finalize(out: Path, staged: list[Path], summaries: list[dict], fps: float, v
     tasks: dict[str, int] = {}
     for s in summaries:
         tasks.setdefault(s["task"], len(tasks))
-    schema_meta = {b"huggingface": json.dumps(hf_features(features)).encode()}
+    schema_meta = {b"huggingface": json.dumps(hf_features(features, fmt)).encode()}
 
     episodes, values = [], {}  # values: feature -> list of per-episode arrays (exact global stats)
     writer, file_i, file_bytes, start = None, -1, 0, 0
