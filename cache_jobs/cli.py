@@ -69,21 +69,57 @@ def verify_cmd(cache):
 
 
 @click.command("pack")
-@click.argument("cache", type=click.Path(exists=True, file_okay=False))
+@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output shard directory.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Shuffle seed (deterministic).")
 @click.option("--norm", "normalization", default="min_max", show_default=True,
-              type=click.Choice(["min_max", "mean_std", "quantile", "none"]))
+              type=click.Choice(["min_max", "mean_std", "quantile", "none"]),
+              help="Fast-WAM: min_max (its min/max, LIBERO), mean_std (z-score, RoboTwin), quantile (q01/q99).")
+@click.option("--stats", "stats_mode", default="fastwam", show_default=True, type=click.Choice(["fastwam", "frames"]),
+              help="fastwam: Fast-WAM's get_dataset_stats (32-step action windows of every sample, episodes "
+              "weighted equally); frames: exact per-frame stats.")
+@click.option("--stats-file", type=click.Path(exists=True, dir_okay=False),
+              help="Normalize with a Fast-WAM dataset_stats.json (e.g. its pretrained_norm_stats) instead.")
+@click.option("--stats-key", default="default", show_default=True, help="Action/state key in --stats-file.")
+@click.option("--val-proportion", default=0.0, show_default=True, type=float,
+              help="Episodes per cache held out into OUT/val/ (Fast-WAM val_set_proportion; RoboTwin: 0.01).")
+@click.option("--split-seed", default=42, show_default=True, type=int, help="Seed of the train/val split "
+              "(Fast-WAM's is 42).")
+@click.option("--delta-action-mask", default="auto", show_default=True,
+              help="Action dims zeroed at padded steps before normalizing: auto (LIBERO's 0-5 for a libero-layout "
+              "7-D action, else none) | none | dims like 0,1,2,3,4,5.")
 @click.option("--clamp", default=5.0, show_default=True, type=float)
 @click.option("--maxcount", default=10_000, show_default=True, type=int, help="Samples per shard.")
 @click.option("--maxsize", default=1 << 30, show_default=True, type=int, help="Bytes per shard.")
-def pack_cmd(cache, out, seed, normalization, clamp, maxcount, maxsize):
-    """Write CACHE as shuffled webdataset shards + text embeddings + pack_meta.json."""
-    from cache_jobs.pack import PackConfig, pack
+def pack_cmd(caches, out, seed, normalization, stats_mode, stats_file, stats_key, val_proportion, split_seed,
+             delta_action_mask, clamp, maxcount, maxsize):
+    """Write CACHES (one or more of the same dims) as shuffled webdataset shards + text embeddings +
+    pack_meta.json + dataset_stats.json, the val split in OUT/val/."""
+    from cache_jobs.pack import PackConfig, SplitConfig, StatsConfig, pack
 
     try:
-        res = pack(cache, out, PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount,
-                                          maxsize=maxsize))
+        cfg = PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount, maxsize=maxsize,
+                         stats=StatsConfig(stats_mode, stats_file, stats_key),
+                         split=SplitConfig(val_proportion, split_seed), delta_action_mask=delta_action_mask)
+        res = pack(list(caches), out, cfg)
+    except WamdataError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(res, indent=1))
+
+
+@click.command("export-fastwam")
+@click.argument("shards", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Directory: OUT/dataset_stats.json and OUT/text_embeds_cache/*.pt")
+@click.option("--encoder-id", default="wan22ti2v5b", show_default=True,
+              help="Text-encoder id in Fast-WAM's cache file names ({sha256}.t5_len{L}.{id}.pt).")
+def export_fastwam_cmd(shards, out, encoder_id):
+    """Hand SHARDS (a `wamdata pack` output) to the official Fast-WAM trainer: its text-embedding cache files
+    (point text_embedding_cache_dir at OUT/text_embeds_cache) and its dataset_stats.json (pretrained_norm_stats)."""
+    from cache_jobs.export_fastwam import export_fastwam
+
+    try:
+        res = export_fastwam(shards, out, encoder_id=encoder_id)
     except WamdataError as e:
         raise click.ClickException(str(e)) from e
     click.echo(json.dumps(res, indent=1))

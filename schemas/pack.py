@@ -7,7 +7,13 @@
       action_dim, state_dim, action_horizon, latent_shape [48, F_lat, h, w], text_dim, text_len,
       num_samples, config_hash
 
-`normalize` / `unnormalize` are the one definition both sides use (min_max and quantile map to [-1, 1]).
+`normalize` / `unnormalize` are the one definition both sides use, Fast-WAM's `SingleFieldLinearNormalizer`
+(datasets/lerobot/utils/normalizer.py) in float32: y = x * scale + offset, x = (y - offset) / scale, with
+    mean_std   scale = 1 / (std + 1e-8), offset = -mean / (std + 1e-8)
+    min_max    (min, max) -> [-1, 1]: scale = 2 / (max - min), offset = -1 - scale * min;
+    quantile   the same on (q01, q99);
+               a dimension whose range is < 1e-4 gets scale 1, offset -min: a constant dimension maps to 0.0.
+(`wamdata pack` clamps to +-clamp after normalizing, Fast-WAM's fixed +-5.)
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from schemas.errors import SchemaError
 PACK_FORMAT_VERSION = 1
 NORM_MODES = ("mean_std", "min_max", "quantile", "none")
 NORM_STATS = {"mean_std": ("mean", "std"), "min_max": ("min", "max"), "quantile": ("q01", "q99"), "none": ()}
-NORM_EPS = 1e-6
+STD_REG = 1e-8      # Fast-WAM SingleFieldLinearNormalizer.std_reg
+RANGE_TOL = 1e-4    # .range_tol: narrower min/max (q01/q99) ranges are not scaled
 
 
 @dataclass(frozen=True)
@@ -83,26 +90,35 @@ class PackMeta:
             raise SchemaError(f"{path}: cannot read pack meta: {e}") from e
 
 
-def _lo_hi(mode: str, stats: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
+def affine(mode: str, stats: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) float32 of Fast-WAM's linear normalizer for `mode` and raw-unit `stats`."""
+    if mode not in NORM_MODES or mode == "none":
+        raise SchemaError(f"no affine normalization for mode {mode!r}")
     a, b = NORM_STATS[mode]
-    return np.asarray(stats[a], np.float32), np.asarray(stats[b], np.float32)
+    lo, hi = np.asarray(stats[a], np.float32), np.asarray(stats[b], np.float32)
+    if mode == "mean_std":
+        denom = hi + np.float32(STD_REG)
+        return np.float32(1.0) / denom, -lo / denom
+    rng = hi - lo
+    ignore = rng < np.float32(RANGE_TOL)
+    rng[ignore] = np.float32(2.0)
+    scale = np.float32(2.0) / rng
+    offset = np.float32(-1.0) - scale * lo
+    offset[ignore] = -lo[ignore]
+    return scale, offset
 
 
 def normalize(x: np.ndarray, mode: str, stats: dict[str, list[float]]) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if mode == "none":
         return x
-    lo, hi = _lo_hi(mode, stats)
-    if mode == "mean_std":
-        return (x - lo) / (hi + NORM_EPS)
-    return 2.0 * (x - lo) / (hi - lo + NORM_EPS) - 1.0
+    scale, offset = affine(mode, stats)
+    return x * scale + offset
 
 
 def unnormalize(x: np.ndarray, mode: str, stats: dict[str, list[float]]) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if mode == "none":
         return x
-    lo, hi = _lo_hi(mode, stats)
-    if mode == "mean_std":
-        return x * (hi + NORM_EPS) + lo
-    return (x + 1.0) / 2.0 * (hi - lo + NORM_EPS) + lo
+    scale, offset = affine(mode, stats)
+    return (x - offset) / scale

@@ -19,7 +19,7 @@ from cache_jobs.job import run_cache
 from cache_jobs.pack import PackConfig, normalize_clamped, pack
 from schemas import cache as C
 from schemas.errors import WamdataError
-from schemas.pack import NORM_EPS, PackMeta
+from schemas.pack import PackMeta
 
 LENGTHS = [9, 14, 6]
 
@@ -90,8 +90,10 @@ def test_samples_match_cache_with_exact_normalization(cache, tmp_path):
         r = row[e, t]
         np.testing.assert_array_equal(s[C.SAMPLE_LATENTS], g[C.ARR_LATENTS][r])
         assert s["latents.npy"].dtype == np.uint16 and s["latents.npy"].shape == (48, 3, 2, 4)
-        want_a = np.clip(2.0 * (g[C.ARR_ACTIONS][r] - amin) / (amax - amin + np.float32(NORM_EPS)) - 1.0, -5, 5)
-        want_s = np.clip(2.0 * (g[C.ARR_STATE][r] - smin) / (smax - smin + np.float32(NORM_EPS)) - 1.0, -5, 5)
+        # Fast-WAM's min/max normalizer in float32: x * (2 / (max - min)) + (-1 - (2 / (max - min)) * min)
+        sa, ss = np.float32(2) / (amax - amin), np.float32(2) / (smax - smin)
+        want_a = np.clip(g[C.ARR_ACTIONS][r] * sa + (np.float32(-1) - sa * amin), -5, 5)
+        want_s = np.clip(g[C.ARR_STATE][r] * ss + (np.float32(-1) - ss * smin), -5, 5)
         np.testing.assert_array_equal(s["actions.npy"], want_a.astype(np.float32))
         np.testing.assert_array_equal(s["state.npy"], want_s.astype(np.float32))
         assert s["actions.npy"].min() >= -1.0 - 1e-6 and s["actions.npy"].max() <= 1.0 + 1e-6
