@@ -87,12 +87,14 @@ def _old_norm(x, mode, st):
     x = np.asarray(x, np.float64)
     if mode == "mean_std":
         return np.clip((x - st["mean"]) / (st["std"] + 1e-6), -5, 5)
-    return np.clip(2 * (x - st["min"]) / (st["max"] - st["min"] + 1e-6) - 1, -5, 5)
+    lo, hi = (st["min"], st["max"]) if mode == "min_max" else (st["q01"], st["q99"])
+    return np.clip(2 * (x - lo) / (hi - lo + 1e-6) - 1, -5, 5)
 
 
 def _frame_stats(episodes, col):
     x = np.concatenate([e[col] for e in episodes]).astype(np.float64)
-    return {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0)}
+    return {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0),
+            "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
 
 
 def _samples(out):
@@ -163,31 +165,48 @@ def test_fastwam_stats_by_hand(tmp_path):
 
 @pytest.mark.parametrize("mode", ["mean_std", "min_max", "quantile"])
 def test_samples_match_fastwam_and_figures(tmp_path, mode):
-    """Items 2-4 together on short LIBERO-like episodes: normalized actions/state vs Fast-WAM's way."""
+    """Items 2-4 together on short LIBERO-like episodes: normalized actions/state vs Fast-WAM's way; prints how far
+    the code before issue 8 was, per cause: stats (item 2), constant dims (3), padded delta dims (4)."""
     eps = _episodes([6, 9, 14, 21, 33, 40], const_action=True)
     cache = write_cache(tmp_path / "c", eps, layout="libero")
     pack(cache, tmp_path / "p", PackConfig(normalization=mode))
     ref = _ref_stats(eps)
-    mask = [True] * 6 + [False]
-    old_a, old_s = _frame_stats(eps, 0), _frame_stats(eps, 1)
-    after = before = after_s = before_s = 0.0
+    mask = np.array([True] * 6 + [False])
+    old = {"action": _frame_stats(eps, 0), "state": _frame_stats(eps, 1)}
+    const = {"action": ref["action"]["max"] - ref["action"]["min"] < 1e-4,
+             "state": ref["state"]["max"] - ref["state"]["min"] < 1e-4}
+    # z-score of a constant dim (std 0) scales float32 rounding of its mean by 1e8 (Fast-WAM's too): not compared
+    live = {w: ~const[w] if mode == "mean_std" else np.ones_like(const[w]) for w in const}
+    after = {"action": 0.0, "state": 0.0}
+    before = {"stats": 0.0, "const": 0.0, "mask": 0.0}
     for key, s in _samples(tmp_path / "p").items():
         e, t = (int(x) for x in key.split("/"))
         a, st = eps[e]
         want = _ref_norm(_ref_windows(a, len(a), t, mask), mode, ref["action"])
         want_s = _ref_norm(st[t], mode, ref["state"])
-        after = max(after, np.abs(s[C.SAMPLE_ACTIONS] - want).max())
-        # z-score of a constant dim (std 0) scales float32 rounding of its mean by 1e8 (Fast-WAM's too): skipped
-        live = ref["state"]["std"] > 0 if mode == "mean_std" else slice(None)
-        after_s = max(after_s, np.abs(s[C.SAMPLE_STATE] - want_s)[live].max())
-        if mode != "quantile":
-            before = max(before, np.abs(_old_norm(_ref_windows(a, len(a), t, None), mode, old_a) - want).max())
-            before_s = max(before_s, np.abs(_old_norm(st[t], mode, old_s) - want_s)[live].max())
-    print(f"\n[figures] {mode}: max |normalized action - Fast-WAM's| before {before:.4f} after {after:.2e}; "
-          f"state before {before_s:.4f} after {after_s:.2e}")
-    assert after < 2e-5 and after_s < 2e-5
-    if mode != "quantile":
-        assert before > 0.5 and before_s > (0.01 if mode == "mean_std" else 0.99)   # mask, stats, -1 vs 0
+        after["action"] = max(after["action"], np.abs(s[C.SAMPLE_ACTIONS] - want)[:, live["action"]].max())
+        after["state"] = max(after["state"], np.abs(s[C.SAMPLE_STATE] - want_s)[live["state"]].max())
+        raw = _ref_windows(a, len(a), t, None)
+        padded = (t + np.arange(H) >= len(a))[:, None] & mask[None, :]
+        d_stats = np.abs(_ref_norm(raw, mode, old["action"]) - want)[~padded & ~const["action"][None, :]]
+        before["stats"] = max(before["stats"], d_stats.max())
+        d_const = np.abs(_old_norm(raw, mode, old["action"]) - want)[~padded & const["action"][None, :]]
+        d_const_s = np.abs(_old_norm(st[t], mode, old["state"]) - want_s)[const["state"]]
+        before["const"] = max(before["const"], d_const.max(), d_const_s.max() if mode != "mean_std" else 0.0)
+        if padded.any():
+            before["mask"] = max(before["mask"], np.abs(_ref_norm(raw, mode, ref["action"]) - want)[padded].max())
+    nc = ~const["action"]
+    d_mean = np.abs(ref["action"]["mean"][nc] - old["action"]["mean"][nc]) / old["action"]["std"][nc]
+    d_std = np.abs(ref["action"]["std"][nc] / old["action"]["std"][nc] - 1)
+    print(f"\n[figures] {mode}: max |normalized - Fast-WAM's|: after: action {after['action']:.2e}, state "
+          f"{after['state']:.2e}; before: stats {before['stats']:.4f}, constant dims {before['const']:.4f}, "
+          f"padded delta dims {before['mask']:.4f}; action mean moved {d_mean.max():.3f} sigma, std "
+          f"{100 * d_std.max():.1f}%")
+    assert after["action"] < 2e-5 and after["state"] < 2e-5
+    if mode == "mean_std":
+        assert before["stats"] > 0.05 and before["mask"] > 0.5
+    else:
+        assert before["const"] == 1.0 and before["mask"] > 0.5     # constant dims: -1 before, 0 now
 
 
 def test_frames_mode_is_per_frame(tmp_path):
