@@ -24,6 +24,7 @@ give byte-identical shards.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -152,8 +153,18 @@ def pack(caches: str | Path | list[str | Path], out: str | Path, cfg: PackConfig
     if not roots:
         raise WamdataError("pack needs at least one cache")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise WamdataError(f"{out}: exists and is not empty; pack into a new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise WamdataError(f"{out}: another `wamdata pack` is writing it") from e
+        if out.exists() and any(out.iterdir()):
+            raise WamdataError(f"{out}: exists and is not empty; pack into a new directory")
+        return _pack(roots, out, cfg)
+
+
+def _pack(roots: list[str | Path], out: Path, cfg: PackConfig) -> dict:
     ins = [PackInput(r) for r in roots]
     _check_compatible(ins)
     splits = [ST.split_episodes(i.episodes, cfg.split.val_proportion, cfg.split.seed) for i in ins]

@@ -49,7 +49,7 @@ class PackInput:
     def lengths(self) -> dict[int, int]:
         return {int(e["episode"]): int(e["length"]) for u in self.man["units"] for e in u["episodes"]}
 
-    @property
+    @cached_property
     def failed(self) -> list[int]:
         have = set(np.unique(self.index["episode"][self.index["valid"]]).tolist())
         return [e for e in self.episodes if e not in have]
@@ -71,7 +71,8 @@ class PackInput:
         return np.flatnonzero(ix["valid"] & np.isin(ix["episode"], np.asarray(episodes, np.int64)))
 
     def episode_arrays(self, episodes: list[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        want = [e for e in sorted(episodes) if e not in set(self.failed)]
+        failed = set(self.failed)
+        want = [e for e in sorted(episodes) if e not in failed]
         if self.start_stride == 1:
             return self._from_rows(want)
         return self._from_dataset(want)

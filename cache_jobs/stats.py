@@ -78,10 +78,10 @@ def fastwam_stats(episodes: list[tuple[np.ndarray, np.ndarray]], horizon: int = 
         if T < 2:
             raise SchemaError(f"episode {i} has 1 frame: Fast-WAM's unbiased per-episode variance is undefined "
                               "(NaN stats); drop the episode or use --stats frames")
-        a_t = torch.from_numpy(np.ascontiguousarray(a, np.float32))
+        a_t = torch.from_numpy(np.array(a, np.float32))            # a copy: reader arrays may be read-only
         idx = (torch.arange(T)[:, None] + torch.arange(horizon)[None, :]).clamp(0, T - 1)
         acts.append(_episode(a_t[idx]))                                     # (T, horizon, A)
-        states.append(_episode(torch.from_numpy(np.ascontiguousarray(s, np.float32))[:, None]))  # (T, 1, S)
+        states.append(_episode(torch.from_numpy(np.array(s, np.float32))[:, None]))      # (T, 1, S)
     to_np = {k: v.numpy() for k, v in _field(states).items()}, {k: v.numpy() for k, v in _field(acts).items()}
     return {"state": {key: to_np[0]}, "action": {key: to_np[1]}, "num_episodes": len(episodes),
             "num_transition": int(sum(len(a) for a, _ in episodes))}
