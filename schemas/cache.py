@@ -38,7 +38,7 @@ ARR_TEXT_MASK = "text/mask"           # [P, 128] bool
 ARR_TEXT_KEYS = "text/keys"           # P sha256 hex strings (also in the manifest)
 
 # -- packed webdataset samples ------------------------------------------------------------------
-# __key__ = f"{episode:06d}/{t:06d}"
+# __key__ = f"{episode:06d}/{t:06d}"; packed from several caches: f"{cache:02d}_{episode:06d}/{t:06d}"
 SAMPLE_LATENTS = "latents.npy"        # uint16 bf16 bits [48, F_lat, h, w]; [:, 0] = first frame
 SAMPLE_ACTIONS = "actions.npy"        # float32 [32, A] normalized
 SAMPLE_STATE = "state.npy"            # float32 [S] normalized
