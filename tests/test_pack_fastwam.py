@@ -351,3 +351,16 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(main, ["pack", str(cache), "-o", str(tmp_path / "p"), "--delta-action-mask", "9"])
     assert res.exit_code != 0 and "out of range" in res.output and "Traceback" not in res.output
+
+
+def test_second_writer_is_refused(tmp_path):
+    import fcntl
+
+    cache = write_cache(tmp_path / "c", _episodes([4]))
+    with open(tmp_path / ".p.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(WamdataError, match="another `wamdata pack` is writing"):
+            pack(cache, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+    pack(cache, tmp_path / "p")                                  # lock released: packs
+    assert (tmp_path / "p" / C.PACK_META).is_file()
