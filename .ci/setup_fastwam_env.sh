@@ -6,8 +6,10 @@
 # Idempotent: a venv whose stamp matches this script's pins is left alone (re-run after editing the pins).
 #
 # Why only this (measured on Python 3.11 / Debian 12): the reader's failure mode is the parquet `huggingface`
-# features metadata, which only `datasets` parses; torch and lerobot 0.3 add GBs (CUDA torch wheels) and minutes
-# of install for no extra check of that metadata. Fresh install: ~35 s with a warm pip cache.
+# features metadata, which only `datasets` parses. lerobot 0.3.x's own LeRobotDataset is not added: 0.3.3 (the last
+# 0.3) requires torch<2.8 and torchvision<0.23 (their compiled ops do not load with the project's torch 2.13.0) and
+# huggingface-hub>=0.34.2 (Fast-WAM pins 0.29.2); with `--no-deps` on torch 2.13.0 its import stops at torchvision,
+# after +80 s and +1.2 GB of install. This venv: ~30 s fresh, ~380 MB.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
