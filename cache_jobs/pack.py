@@ -239,17 +239,20 @@ def _write_samples(ins: list[PackInput], episodes: list[list[int]], d: Path, cfg
             data = {}
             for ci in np.unique(bsrc):
                 srt = np.sort(brow[bsrc == ci])
-                data[int(ci)] = (srt, {n: ins[ci].g[n].get_orthogonal_selection((srt,)) for n in names})
+                arr = {n: ins[ci].g[n].get_orthogonal_selection((srt,)) for n in names}
+                acts = zero_padded_deltas(arr[C.ARR_ACTIONS], arr[C.ARR_ACTION_IS_PAD], mask)
+                arr[C.ARR_ACTIONS] = normalize_clamped(acts, cfg.normalization, a_stats, cfg.clamp)
+                arr[C.ARR_STATE] = normalize_clamped(arr[C.ARR_STATE], cfg.normalization, s_stats, cfg.clamp)
+                data[int(ci)] = (srt, arr)
             for ci, r in zip(bsrc.tolist(), brow.tolist(), strict=True):
                 srt, arr = data[ci]
                 p = int(np.searchsorted(srt, r))
-                acts = zero_padded_deltas(arr[C.ARR_ACTIONS][p], arr[C.ARR_ACTION_IS_PAD][p], mask)
                 e, t = int(arr[C.ARR_EPISODE][p]), int(arr[C.ARR_T][p])
                 w.write({
                     "__key__": C.sample_key(e, t) if len(ins) == 1 else f"{ci:02d}_{C.sample_key(e, t)}",
                     C.SAMPLE_LATENTS: arr[C.ARR_LATENTS][p],
-                    C.SAMPLE_ACTIONS: normalize_clamped(acts, cfg.normalization, a_stats, cfg.clamp),
-                    C.SAMPLE_STATE: normalize_clamped(arr[C.ARR_STATE][p], cfg.normalization, s_stats, cfg.clamp),
+                    C.SAMPLE_ACTIONS: arr[C.ARR_ACTIONS][p],
+                    C.SAMPLE_STATE: arr[C.ARR_STATE][p],
                     C.SAMPLE_ACTION_IS_PAD: arr[C.ARR_ACTION_IS_PAD][p],
                     C.SAMPLE_FRAME_IS_PAD: arr[C.ARR_FRAME_IS_PAD][p],
                     C.SAMPLE_PROMPT: keys[ci][int(arr[C.ARR_PROMPT][p])],
