@@ -142,7 +142,13 @@ def _check_compatible(ins: list[PackInput]) -> None:
 def _compute_stats(ins: list[PackInput], train: list[list[int]], cfg: StatsConfig) -> tuple[dict, str]:
     if cfg.file:
         return ST.read_fastwam_json(cfg.file), str(cfg.file)
-    eps = [(a, s) for i, t in zip(ins, train, strict=True) for _, a, s in i.episode_arrays(t)]
+    eps = []
+    for i, t in zip(ins, train, strict=True):
+        for e, a, s in i.episode_arrays(t):
+            if cfg.mode == "fastwam" and len(a) < 2:
+                raise SchemaError(f"{i.root}: episode {e} has 1 frame: Fast-WAM's unbiased per-episode variance is "
+                                  "undefined (NaN stats); use --stats frames or --stats-file")
+            eps.append((a, s))
     if cfg.mode == "fastwam":
         return ST.fastwam_stats(eps, int(ins[0].g[C.ARR_ACTIONS].shape[1]), cfg.key), "fastwam stats"
     return ST.frame_stats(eps, cfg.key), "per-frame stats"

@@ -364,3 +364,10 @@ def test_second_writer_is_refused(tmp_path):
     assert not (tmp_path / "p").exists()
     pack(cache, tmp_path / "p")                                  # lock released: packs
     assert (tmp_path / "p" / C.PACK_META).is_file()
+
+
+def test_one_frame_episode_is_refused_for_fastwam_stats(tmp_path):
+    cache = write_cache(tmp_path / "c", _episodes([5, 1]))
+    with pytest.raises(WamdataError, match=r"c: episode 1 has 1 frame"):
+        pack(cache, tmp_path / "p")
+    pack(cache, tmp_path / "q", PackConfig(stats=StatsConfig("frames")))      # per-frame stats are defined
