@@ -26,7 +26,8 @@ import numpy as np
 
 from schemas.errors import SchemaError
 
-PACK_FORMAT_VERSION = 1
+# 2: Fast-WAM's normalizer (constant dims -> 0, std + 1e-8); a version-1 pack would unnormalize wrongly
+PACK_FORMAT_VERSION = 2
 NORM_MODES = ("mean_std", "min_max", "quantile", "none")
 NORM_STATS = {"mean_std": ("mean", "std"), "min_max": ("min", "max"), "quantile": ("q01", "q99"), "none": ()}
 STD_REG = 1e-8      # Fast-WAM SingleFieldLinearNormalizer.std_reg
@@ -49,6 +50,9 @@ class PackMeta:
     format_version: int = PACK_FORMAT_VERSION
 
     def __post_init__(self):
+        if self.format_version != PACK_FORMAT_VERSION:
+            raise SchemaError(f"pack format_version is {self.format_version}, this wamdata reads "
+                              f"{PACK_FORMAT_VERSION} (normalization changed); re-run `wamdata pack`")
         if self.normalization not in NORM_MODES:
             raise SchemaError(f"normalization must be one of {NORM_MODES}, got {self.normalization!r}")
         object.__setattr__(self, "latent_shape", tuple(int(s) for s in self.latent_shape))

@@ -371,3 +371,13 @@ def test_one_frame_episode_is_refused_for_fastwam_stats(tmp_path):
     with pytest.raises(WamdataError, match=r"c: episode 1 has 1 frame"):
         pack(cache, tmp_path / "p")
     pack(cache, tmp_path / "q", PackConfig(stats=StatsConfig("frames")))      # per-frame stats are defined
+
+
+def test_older_pack_format_is_refused(tmp_path):
+    pack(write_cache(tmp_path / "c", _episodes([4])), tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / C.PACK_META).read_text())
+    assert meta["format_version"] == 2
+    meta["format_version"] = 1                      # made with the old normalizer: constant dims at -1
+    (tmp_path / "p" / C.PACK_META).write_text(json.dumps(meta))
+    with pytest.raises(WamdataError, match="re-run `wamdata pack`"):
+        PackMeta.load(tmp_path / "p" / C.PACK_META)
