@@ -75,9 +75,11 @@ def verify_cmd(cache):
 @click.option("--norm", "normalization", default="min_max", show_default=True,
               type=click.Choice(["min_max", "mean_std", "quantile", "none"]),
               help="Fast-WAM: min_max (its min/max, LIBERO), mean_std (z-score, RoboTwin), quantile (q01/q99).")
-@click.option("--stats", "stats_mode", default="fastwam", show_default=True, type=click.Choice(["fastwam", "frames"]),
+@click.option("--stats", "stats_mode", default="fastwam", show_default=True,
+              type=click.Choice(["fastwam", "frames", "dataset"]),
               help="fastwam: Fast-WAM's get_dataset_stats (32-step action windows of every sample, episodes "
-              "weighted equally); frames: exact per-frame stats.")
+              "weighted equally); frames: exact per-frame stats of the train episodes; dataset: the source "
+              "dataset's meta/stats.json recorded in the cache (one cache, no val split).")
 @click.option("--stats-file", type=click.Path(exists=True, dir_okay=False),
               help="Normalize with a Fast-WAM dataset_stats.json (e.g. its pretrained_norm_stats) instead.")
 @click.option("--stats-key", default="default", show_default=True, help="Action/state key in --stats-file.")

@@ -142,6 +142,11 @@ def _check_compatible(ins: list[PackInput]) -> None:
 def _compute_stats(ins: list[PackInput], train: list[list[int]], cfg: StatsConfig) -> tuple[dict, str]:
     if cfg.file:
         return ST.read_fastwam_json(cfg.file), str(cfg.file)
+    if cfg.mode == "dataset":
+        if len(ins) > 1 or sorted(train[0]) != ins[0].episodes:
+            raise SchemaError("--stats dataset takes one cache without a val split (the dataset's meta/stats.json "
+                              "covers all its episodes); use --stats fastwam or frames")
+        return ST.from_dataset_stats(ins[0].man["stats"], cfg.key), f"{ins[0].root / C.CACHE_MANIFEST} dataset stats"
     eps = []
     for i, t in zip(ins, train, strict=True):
         for e, a, s in i.episode_arrays(t):

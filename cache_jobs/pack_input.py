@@ -100,7 +100,8 @@ class PackInput:
         except Exception as e:  # noqa: BLE001 - any failure to reopen the source dataset is one clear error
             raise WamdataError(f"{self.root}: chunks start every {self.start_stride} frames, so per-frame "
                                f"statistics need the source dataset recorded in {cfg_path}, which cannot be "
-                               f"opened ({type(e).__name__}: {e}); use a --stride 1 cache or --stats-file") from e
+                               f"opened ({type(e).__name__}: {e}); use a --stride 1 cache, --stats dataset or "
+                               "--stats-file") from e
         out = []
         for e in episodes:
             cols = reader.episode_columns(e)

@@ -26,7 +26,7 @@ import numpy as np
 
 from schemas.errors import SchemaError
 
-STATS_MODES = ("fastwam", "frames")
+STATS_MODES = ("fastwam", "frames", "dataset")   # dataset: the source dataset's meta/stats.json
 NAMES = ("min", "max", "mean", "std", "q01", "q99")
 FASTWAM_KEY = "default"            # Fast-WAM's shape_meta key for a single action/state field
 FASTWAM_STATS_FILE = "dataset_stats.json"
@@ -97,6 +97,13 @@ def frame_stats(episodes: list[tuple[np.ndarray, np.ndarray]], key: str = FASTWA
         out[which] = {key: {"global_min": x.min(0), "global_max": x.max(0), "global_q01": q[0],
                             "global_q99": q[1], "global_mean": x.mean(0), "global_std": x.std(0)}}
     return out
+
+
+def from_dataset_stats(man_stats: dict, key: str = FASTWAM_KEY) -> dict:
+    """A cache manifest's copy of the source dataset's meta/stats.json (per frame, every episode) in the same
+    dict layout (global_* only)."""
+    return {which: {key: {f"global_{n}": np.asarray(v, np.float64) for n, v in man_stats.get(which, {}).items()
+                          if n in NAMES}} for which in ("state", "action")}
 
 
 def norm_stats(ds_stats: dict, key: str = FASTWAM_KEY, source: str = "dataset stats") -> dict[str, dict]:

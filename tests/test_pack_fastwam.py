@@ -381,3 +381,19 @@ def test_older_pack_format_is_refused(tmp_path):
     (tmp_path / "p" / C.PACK_META).write_text(json.dumps(meta))
     with pytest.raises(WamdataError, match="re-run `wamdata pack`"):
         PackMeta.load(tmp_path / "p" / C.PACK_META)
+
+
+def test_dataset_stats_mode_uses_the_manifest_copy(tmp_path):
+    cache = write_cache(tmp_path / "c", _episodes([4, 6]))
+    man = json.loads((cache / C.CACHE_MANIFEST).read_text())
+    man["stats"] = {"action": {"min": [-2.0] * 7, "max": [2.0] * 7, "count": [10]},
+                    "state": {"min": [0.0] * 8, "max": [4.0] * 8}}
+    (cache / C.CACHE_MANIFEST).write_text(json.dumps(man))
+    pack(cache, tmp_path / "p", PackConfig(stats=StatsConfig("dataset"), delta_action_mask="none"))
+    meta = PackMeta.load(tmp_path / "p" / C.PACK_META)
+    assert meta.action_stats == {"min": [-2.0] * 7, "max": [2.0] * 7}
+    s = _samples(tmp_path / "p")[C.sample_key(1, 0)]
+    np.testing.assert_allclose(s[C.SAMPLE_ACTIONS], _episodes([4, 6])[1][0][[min(j, 5) for j in range(H)]] / 2,
+                               atol=1e-6)                                     # 2 (x + 2) / 4 - 1 = x / 2
+    with pytest.raises(WamdataError, match="without a val split"):
+        pack(cache, tmp_path / "q", PackConfig(stats=StatsConfig("dataset"), split=SplitConfig(0.5)))
