@@ -20,6 +20,7 @@ from typing import Any
 from schemas.errors import SchemaError
 
 VARIANTS = ("fastwam", "joint", "idm", "novideo")
+ACTION_INITS = ("interpolate", "interpolate_no_alpha", "random")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -47,14 +48,17 @@ class ModelConfig:
     state_dim: int = 0             # 0: taken from pack_meta.json; proprio -> one extra context token
     action_horizon: int = 32
     wan_dir: str | None = None     # local diffusers-format WanTransformer3DModel directory (real weights)
-    action_init: str = "interpolate"   # "interpolate" from the video expert, or "random"
+    action_init: str = "interpolate"   # Fast-WAM: from the video expert with alpha scaling; or
+                                       # "interpolate_no_alpha", or "random"
+    action_backbone: str | None = None   # Fast-WAM preprocessed `ActionDiT_*.pt` (replaces action_init)
+    init_checkpoint: str | None = None   # Fast-WAM weights checkpoint (`{"mot": ...}`) to start from
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise SchemaError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.action_init not in ("interpolate", "random"):
-            raise SchemaError(f"action_init must be 'interpolate' or 'random', got {self.action_init!r}")
+        if self.action_init not in ACTION_INITS:
+            raise SchemaError(f"action_init must be one of {ACTION_INITS}, got {self.action_init!r}")
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         _positive(self, "in_channels", "num_heads", "head_dim", "num_layers", "video_ffn_dim", "action_width",
                   "action_ffn_dim", "freq_dim", "action_horizon")
