@@ -132,11 +132,18 @@ class LoopConfig:
     log_every: int = 1
     ckpt_every: int = 500
     seed: int = 0
-    bf16: bool = True           # autocast to bf16 on CUDA only
+    bf16: bool = True           # CUDA only: bf16 autocast (single/DDP) or FSDP2 bf16 compute params
     device: str = "auto"        # auto | cpu | cuda
+    parallel: str = "fsdp"      # several processes: FSDP2 fully_shard (fp32 master sharded), or "ddp"
+    val_every: int = 500        # validate on SHARDS/val every N steps (0: never; skipped without SHARDS/val)
+    val_max_samples: int = 64   # the first N samples of the val split (file order)
 
     def __post_init__(self):
-        _positive(self, "steps", "log_every", "ckpt_every")
+        _positive(self, "steps", "log_every", "ckpt_every", "val_max_samples")
+        if self.parallel not in ("fsdp", "ddp"):
+            raise SchemaError(f"parallel must be 'fsdp' or 'ddp', got {self.parallel!r}")
+        if self.val_every < 0:
+            raise SchemaError(f"val_every must be >= 0, got {self.val_every}")
 
 
 @dataclass(frozen=True)

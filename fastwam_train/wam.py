@@ -68,20 +68,25 @@ class WAM(nn.Module):
     def _tpf(self, lat: torch.Tensor) -> int:
         return self.mot.video.tokens_per_frame(lat.shape[-2], lat.shape[-1])
 
-    def draw(self, batch: dict, generator: torch.Generator | None = None) -> dict:
-        """All randomness of one training step (noises, sigmas, idm noise-augmentation flags), on CPU."""
+    def draw(self, batch: dict, generator: torch.Generator | None = None, rank: int = 0, world: int = 1) -> dict:
+        """All randomness of one training step (noises, sigmas, idm noise-augmentation flags), on CPU.
+
+        Drawn for the global batch (this rank's batch x world, the same generator state on every rank) and
+        sliced to rows rank::world, the rows of this rank's samples in the global batch (data.py), so a step
+        draws the same numbers for each sample whatever the number of processes."""
         lat, act = batch["latents"], batch["actions"]
-        b = lat.shape[0]
+        b = lat.shape[0] * world
         fut_shape = (b, lat.shape[1], lat.shape[2] - 1, *lat.shape[3:])
-        return {
+        out = {
             "noise_video": torch.randn(fut_shape, generator=generator),
-            "noise_action": torch.randn(tuple(act.shape), generator=generator),
+            "noise_action": torch.randn((b, *act.shape[1:]), generator=generator),
             "sigma_video": self.flow.sample_sigma(b, generator),
             "sigma_action": self.flow.sample_sigma(b, generator),
             "noise_cond": torch.randn(fut_shape, generator=generator),
             "sigma_cond": self.flow.sample_sigma(b, generator),
             "cond_noisy": torch.rand(b, generator=generator) < self.objective.idm_cond_noise_prob,
         }
+        return out if world == 1 else {k: v[rank::world].contiguous() for k, v in out.items()}
 
     # -- training ---------------------------------------------------------------------------------------
     def forward_train(self, batch: dict, rnd: dict) -> dict:
