@@ -218,3 +218,33 @@ def test_action_backbone_payload_loads(tmp_path):
     torch.save({"backbone_state_dict": backbone, "meta": dict(meta, ffn_dim=64)}, tmp_path / "bad.pt")
     with pytest.raises(WamdataError, match="ffn_dim=64"):
         load_action_backbone(model.mot.action, tmp_path / "bad.pt", cfg)
+
+
+def test_cli_export_then_import_official_is_exact(tmp_path, one_torch_thread):
+    from _factories_train import write_pack
+    from click.testing import CliRunner
+
+    from fastwam_train.cli import export_official_cmd, import_official_cmd
+    from fastwam_train.infer import load_run
+    from fastwam_train.loop import train
+
+    shards = write_pack(tmp_path / "shards", n=4, shards=1)
+    cfg = tiny_train_config("fastwam", steps=1, batch_size=2).override("loop", val_every=0)
+    train(shards, tmp_path / "run", cfg)
+    r = CliRunner().invoke(export_official_cmd, [str(tmp_path / "run"), "-o", str(tmp_path / "fw.pt"),
+                                                 "--dtype", "float32"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    payload = torch.load(tmp_path / "fw.pt", weights_only=True)
+    assert payload["step"] == 1 and payload["torch_dtype"] == "torch.float32"
+    cfg.save(tmp_path / "cfg.json")
+    r = CliRunner().invoke(import_official_cmd, [str(tmp_path / "fw.pt"), "--shards", str(shards), "-o",
+                                                 str(tmp_path / "imported"), "--config", str(tmp_path / "cfg.json")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    a, _, _ = load_run(tmp_path / "run")
+    b, _, _ = load_run(tmp_path / "imported")
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    # and fine-tuning continues from it (step 0, fresh optimizer)
+    recs = train(shards, tmp_path / "imported", cfg.override("loop", steps=2), resume=True)
+    assert [x["step"] for x in recs] == [1, 2]
