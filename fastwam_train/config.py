@@ -135,6 +135,7 @@ class LoopConfig:
     bf16: bool = True           # CUDA only: bf16 autocast (single/DDP) or FSDP2 bf16 compute params
     device: str = "auto"        # auto | cpu | cuda
     parallel: str = "fsdp"      # several processes: FSDP2 fully_shard (fp32 master sharded), or "ddp"
+    param_dtype: str = "float32"   # stored weights/grads/AdamW states; "bfloat16" = Fast-WAM's bf16 weights
     val_every: int = 500        # validate on SHARDS/val every N steps (0: never; skipped without SHARDS/val)
     val_max_samples: int = 64   # the first N samples of the val split (file order)
 
@@ -142,6 +143,8 @@ class LoopConfig:
         _positive(self, "steps", "log_every", "ckpt_every", "val_max_samples")
         if self.parallel not in ("fsdp", "ddp"):
             raise SchemaError(f"parallel must be 'fsdp' or 'ddp', got {self.parallel!r}")
+        if self.param_dtype not in ("float32", "bfloat16"):
+            raise SchemaError(f"param_dtype must be 'float32' or 'bfloat16', got {self.param_dtype!r}")
         if self.val_every < 0:
             raise SchemaError(f"val_every must be >= 0, got {self.val_every}")
 

@@ -109,8 +109,9 @@ def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = 
     ck_dir = _check_resume(run, cfg, resume)
     device = _device(cfg, local_rank)
     torch.manual_seed(cfg.loop.seed)
-    model = WAM.build(cfg.model, cfg.objective).to(device)
-    use_bf16 = cfg.loop.bf16 and device.type == "cuda"
+    stored = getattr(torch, cfg.loop.param_dtype)
+    model = WAM.build(cfg.model, cfg.objective).to(device, stored)
+    use_bf16 = cfg.loop.bf16 and device.type == "cuda" and stored == torch.float32
     fsdp = world > 1 and cfg.loop.parallel == "fsdp"
     net = wrap(model, cfg.loop.parallel, world, device, bf16=use_bf16)
     opt, sched = build_optim(model, cfg)
@@ -138,7 +139,8 @@ def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = 
         t0 = time.perf_counter()
         batch, position = next(it)
         t1 = time.perf_counter()
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        batch = {k: (v.to(device, stored, non_blocking=True) if v.is_floating_point() else v.to(device))
+                 if torch.is_tensor(v) else v for k, v in batch.items()}
         rnd = model.draw(batch, gen, rank, world)
         with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else nullcontext():
             loss, terms = net(batch, rnd)

@@ -6,9 +6,10 @@
       per_layer = (A(L) - A(1)) / (L - 1),  outside = A(1) - per_layer
     gradient checkpointing keeps only each layer's inputs plus one layer being recomputed.
 
-    FSDP2 (world > 1, loop.parallel "fsdp"): fp32 master params, fp32 grads and AdamW's two fp32 moments are
-    sharded 1/world; the non-block parameters and two MoT layers (video + action block: the running one
-    and the prefetched one) are all-gathered in the compute dtype, with their unsharded grads.
+    FSDP2 (world > 1, loop.parallel "fsdp"): stored params, grads and AdamW's two moments (fp32, or bf16 with
+    loop.param_dtype "bfloat16") are sharded 1/world; the non-block parameters and two MoT layers (video +
+    action block: the running one and the prefetched one) are all-gathered in the compute dtype, with their
+    unsharded grads.
     one process / DDP: everything replicated (DDP's gradient buckets not counted).
 """
 
@@ -60,7 +61,7 @@ def _saved_bytes(model: WAM, cfg: TrainConfig, latent_shape: tuple, dtype: torch
 
 def estimate(cfg: TrainConfig, latent_shape: tuple[int, int, int, int], world: int) -> dict:
     """Bytes per GPU by component, plus counts; see the module docstring for the model of each term."""
-    cuda_bf16 = cfg.loop.bf16
+    cuda_bf16 = cfg.loop.bf16 or cfg.loop.param_dtype == "bfloat16"
     compute = torch.bfloat16 if cuda_bf16 else torch.float32
     cb = 2 if cuda_bf16 else 4
     model = _meta_model(cfg)
@@ -72,9 +73,10 @@ def estimate(cfg: TrainConfig, latent_shape: tuple[int, int, int, int], world: i
     n_root = n - layer * cfg.model.num_layers
     fsdp = world > 1 and cfg.loop.parallel == "fsdp"
     shard = world if fsdp else 1
+    pb = 2 if cfg.loop.param_dtype == "bfloat16" else 4
     out = {"world": world, "mode": "fsdp2" if fsdp else ("ddp" if world > 1 else "single"),
-           "params_total": n, "params_video": n_video, "params_action": n_action,
-           "params": 4 * n / shard, "grads": 4 * n / shard, "optimizer": 8 * n / shard}
+           "params_total": n, "params_video": n_video, "params_action": n_action, "param_dtype": cfg.loop.param_dtype,
+           "params": pb * n / shard, "grads": pb * n / shard, "optimizer": 2 * pb * n / shard}
     out["gathered"] = (n_root + 2 * layer) * cb * 2 if fsdp else 0  # unsharded params + their grads
     lay = cfg.model.num_layers
     a_all = _saved_bytes(model, cfg, latent_shape, compute)
@@ -103,7 +105,8 @@ def format_estimate(e: dict) -> str:
              f"{'x'.join(map(str, e['latent_shape']))}, gradient checkpointing {e['gradient_checkpointing']})",
              f"  parameters  {e['params_total'] / 1e9:.3f} B (video {e['params_video'] / 1e9:.3f} B, "
              f"action {e['params_action'] / 1e9:.3f} B)"]
-    for k, label in (("params", "fp32 params"), ("grads", "fp32 grads"), ("optimizer", "AdamW states"),
+    dt = "bf16" if e["param_dtype"] == "bfloat16" else "fp32"
+    for k, label in (("params", f"{dt} params"), ("grads", f"{dt} grads"), ("optimizer", "AdamW states"),
                      ("gathered", "gathered params+grads"), ("activations", "activations"), ("total", "total")):
         lines.append(f"  {label:<22} {e[k] / GIB:8.2f} GiB")
     return "\n".join(lines)

@@ -42,13 +42,14 @@ class Validator:
     @torch.no_grad()
     def run(self, model, step: int, device: torch.device, bf16: bool) -> dict:
         meta = self.data.meta
-        was_training = model.training
+        was_training, dtype = model.training, next(model.parameters()).dtype
         model.eval()
         sums = torch.zeros(5, dtype=torch.float64)  # loss, loss_action, loss_video, sq err sum, n valid
         for r in range(self.rounds):
             idx, w = (self.mine[r], 1.0) if r < len(self.mine) else (0, 0.0)
             s = self.data.decode(self.raw[idx])
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in PackedShards.collate([s]).items()}
+            batch = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) if torch.is_tensor(v) else v
+                     for k, v in PackedShards.collate([s]).items()}
             rnd = model.draw(batch, torch.Generator().manual_seed(VAL_SEED + idx))
             ctx = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
             with ctx:

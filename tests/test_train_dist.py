@@ -144,6 +144,8 @@ def test_dry_run_memory_estimate(shards):
     rows = {ln.split("  ")[1].strip(): float(ln.split()[-2]) for ln in r.output.splitlines()[2:]}
     assert rows["fp32 params"] == pytest.approx(4 * n / 4 / GIB, abs=0.006)
     assert rows["AdamW states"] == pytest.approx(8 * n / 4 / GIB, abs=0.006)
+    bf = estimate(cfg.override("loop", param_dtype="bfloat16"), (48, 3, 4, 4), 4)   # Fast-WAM's bf16 weights
+    assert (bf["params"], bf["grads"], bf["optimizer"]) == (2 * n / 4, 2 * n / 4, 4 * n / 4)
     # full size, world 8 (meta device): ~6.0 B parameters; DDP's fp32 AdamW alone passes 80 GB, FSDP2 fits
     full = TrainConfig(model=ModelConfig(action_dim=7, state_dim=8, gradient_checkpointing=True))
     fsdp, ddp = estimate(full, (48, 3, 14, 28), 8), estimate(full.override("loop", parallel="ddp"), (48, 3, 14, 28), 8)
