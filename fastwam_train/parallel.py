@@ -121,6 +121,8 @@ def verify_checkpoint(d: Path, rank: int = 0, world: int = 1) -> None:
                 raise WamdataError(f"{d / name}: sha256 does not match {SUMS} (corrupt checkpoint), refusing to load")
     except WamdataError as e:
         err = str(e)
+    except OSError as e:  # unreadable file: the same one line on every rank, no rank left waiting
+        err = f"{d}: cannot read checkpoint ({e}), refusing to load"
     errs = [e for e in gather_objects(err, world) if e]
     if errs:
         raise WamdataError(errs[0])
