@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -24,18 +25,37 @@ def _load_config(path: str | None) -> TrainConfig:
 @click.option("--resume", is_flag=True, help="continue RUN from its checkpoint")
 @click.option("--wan-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="diffusers-format Wan2.2 TI2V-5B transformer dir for the video expert")
-def train_cmd(shards, run, variant, config_path, steps, resume, wan_dir):
+@click.option("--action-backbone", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Fast-WAM preprocessed ActionDiT_*.pt backbone for the action expert")
+@click.option("--init-official", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="start from a Fast-WAM weights checkpoint ({'mot': ...}; fine-tuning)")
+@click.option("--stop-at", type=int, default=None, help="stop after this step (checkpointed; schedule unchanged)")
+@click.option("--dry-run", is_flag=True, help="print the per-GPU memory estimate (meta device) and exit")
+@click.option("--world-size", type=int, default=None, help="--dry-run: processes (default $WORLD_SIZE or 1)")
+def train_cmd(shards, run, variant, config_path, steps, resume, wan_dir, action_backbone, init_official, stop_at,
+              dry_run, world_size):
     """Co-train a Fast-WAM variant on packed latent SHARDS into RUN (torchrun for several GPUs)."""
-    from fastwam_train.loop import train
-
     cfg = _load_config(config_path)
     if variant:
         cfg = cfg.override("model", variant=variant)
-    if wan_dir:
-        cfg = cfg.override("model", wan_dir=wan_dir)
+    for key, val in (("wan_dir", wan_dir), ("action_backbone", action_backbone), ("init_checkpoint", init_official)):
+        if val:
+            cfg = cfg.override("model", **{key: str(Path(val).resolve())})
     if steps:
         cfg = cfg.override("loop", steps=steps)
-    recs = train(shards, run, cfg, resume=resume)
+    if dry_run:
+        from fastwam_train.loop import resolve_config
+        from fastwam_train.memory import estimate, format_estimate
+        from schemas.cache import PACK_META
+        from schemas.pack import PackMeta
+
+        meta = PackMeta.load(Path(shards) / PACK_META)
+        world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+        click.echo(format_estimate(estimate(resolve_config(cfg, meta), tuple(meta.latent_shape), world)))
+        return
+    from fastwam_train.loop import train
+
+    recs = train(shards, run, cfg, resume=resume, stop_at=stop_at)
     if recs:
         last = recs[-1]
         click.echo(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in last.items()}))
@@ -79,3 +99,39 @@ def latency_cmd(config_path, latent, batch, repeats, device):
         raise click.BadParameter(f"--latent must be FxHxW, got {latent!r}") from e
     ms = latency(_load_config(config_path), (f, h, w), batch=batch, repeats=repeats, device=device)
     click.echo(format_latency(ms))
+
+
+@click.command("export-official")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Fast-WAM weights .pt")
+@click.option("--dtype", type=click.Choice(["bfloat16", "float32"]), default="bfloat16", show_default=True)
+def export_official_cmd(run, output, dtype):
+    """Write RUN's model as a Fast-WAM weights checkpoint ({'mot', 'step', 'torch_dtype', 'proprio_encoder'})."""
+    import torch
+
+    from fastwam_train.infer import load_run
+    from fastwam_train.official import save_official
+    from fastwam_train.parallel import TRAINER_STATE, find_checkpoint
+
+    model, _, _ = load_run(run)
+    step = torch.load(find_checkpoint(Path(run)) / TRAINER_STATE, weights_only=False)["step"]
+    save_official(model, output, step=step, dtype=getattr(torch, dtype))
+    click.echo(json.dumps({"output": str(output), "step": step, "dtype": dtype}))
+
+
+@click.command("import-official")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--shards", required=True, type=click.Path(exists=True, file_okay=False),
+              help="packed shards the model is for (dims, normalization)")
+@click.option("-o", "--output", "run", required=True, type=click.Path(file_okay=False), help="new run directory")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TrainConfig JSON")
+@click.option("--variant", type=click.Choice(VARIANTS), default=None, help="overrides model.variant")
+def import_official_cmd(checkpoint, shards, run, config_path, variant):
+    """Make RUN (step 0) from a Fast-WAM weights checkpoint: `predict` it, or `train --resume` to fine-tune."""
+    from fastwam_train.infer import import_official_run
+
+    cfg = _load_config(config_path)
+    if variant:
+        cfg = cfg.override("model", variant=variant)
+    step = import_official_run(checkpoint, shards, run, cfg)
+    click.echo(json.dumps({"run": str(run), "official_step": step}))

@@ -20,6 +20,7 @@ from typing import Any
 from schemas.errors import SchemaError
 
 VARIANTS = ("fastwam", "joint", "idm", "novideo")
+ACTION_INITS = ("interpolate", "interpolate_no_alpha", "random")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -47,14 +48,17 @@ class ModelConfig:
     state_dim: int = 0             # 0: taken from pack_meta.json; proprio -> one extra context token
     action_horizon: int = 32
     wan_dir: str | None = None     # local diffusers-format WanTransformer3DModel directory (real weights)
-    action_init: str = "interpolate"   # "interpolate" from the video expert, or "random"
+    action_init: str = "interpolate"   # Fast-WAM: from the video expert with alpha scaling; or
+                                       # "interpolate_no_alpha", or "random"
+    action_backbone: str | None = None   # Fast-WAM preprocessed `ActionDiT_*.pt` (replaces action_init)
+    init_checkpoint: str | None = None   # Fast-WAM weights checkpoint (`{"mot": ...}`) to start from
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise SchemaError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.action_init not in ("interpolate", "random"):
-            raise SchemaError(f"action_init must be 'interpolate' or 'random', got {self.action_init!r}")
+        if self.action_init not in ACTION_INITS:
+            raise SchemaError(f"action_init must be one of {ACTION_INITS}, got {self.action_init!r}")
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         _positive(self, "in_channels", "num_heads", "head_dim", "num_layers", "video_ffn_dim", "action_width",
                   "action_ffn_dim", "freq_dim", "action_horizon")
@@ -128,11 +132,21 @@ class LoopConfig:
     log_every: int = 1
     ckpt_every: int = 500
     seed: int = 0
-    bf16: bool = True           # autocast to bf16 on CUDA only
+    bf16: bool = True           # CUDA only: bf16 autocast (single/DDP) or FSDP2 bf16 compute params
     device: str = "auto"        # auto | cpu | cuda
+    parallel: str = "fsdp"      # several processes: FSDP2 fully_shard (fp32 master sharded), or "ddp"
+    param_dtype: str = "float32"   # stored weights/grads/AdamW states; "bfloat16" = Fast-WAM's bf16 weights
+    val_every: int = 500        # validate on SHARDS/val every N steps (0: never; skipped without SHARDS/val)
+    val_max_samples: int = 64   # the first N samples of the val split (file order)
 
     def __post_init__(self):
-        _positive(self, "steps", "log_every", "ckpt_every")
+        _positive(self, "steps", "log_every", "ckpt_every", "val_max_samples")
+        if self.parallel not in ("fsdp", "ddp"):
+            raise SchemaError(f"parallel must be 'fsdp' or 'ddp', got {self.parallel!r}")
+        if self.param_dtype not in ("float32", "bfloat16"):
+            raise SchemaError(f"param_dtype must be 'float32' or 'bfloat16', got {self.param_dtype!r}")
+        if self.val_every < 0:
+            raise SchemaError(f"val_every must be >= 0, got {self.val_every}")
 
 
 @dataclass(frozen=True)

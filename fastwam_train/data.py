@@ -7,9 +7,10 @@
       -> batch {latents f32 [B,48,F,h,w], actions [B,32,A], state [B,S], action_is_pad [B,32],
                 frame_is_pad [B,9], context f32 [B,128,D], context_mask [B,128], keys}
 
-Order is deterministic: shard order shuffled per epoch with (seed, epoch), then a seeded sample
-buffer. A position is (epoch, samples consumed in that epoch); resuming skips that many raw samples
-of the same epoch before decoding. Ranks split shards (or samples, with fewer shards than ranks).
+Order is deterministic and global: shard order shuffled per epoch with (seed, epoch), then a seeded
+sample buffer, identical on every rank; rank r decodes the samples whose global index is r mod world.
+A position is (epoch, samples of the global stream consumed in that epoch), the same on every rank, so
+a run resumes on any number of processes (skipping that many raw samples before decoding).
 """
 
 from __future__ import annotations
@@ -110,39 +111,52 @@ class PackedShards:
 
     # -- streams ----------------------------------------------------------------------------------------
     def raw_epoch(self, epoch: int) -> Iterator[dict]:
-        """Undecoded samples of one epoch for this rank, in the deterministic order."""
+        """Undecoded samples of one epoch in the deterministic GLOBAL order (the same on every rank)."""
         urls = list(self.urls)
         random.Random(self.cfg.seed * 100003 + epoch).shuffle(urls)
-        by_shard = len(urls) >= self.world
-        if by_shard:
-            urls = urls[self.rank::self.world]
         it: Iterator[dict] = iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
-        if not by_shard:
-            it = islice(it, self.rank, None, self.world)
         if self.cfg.shuffle_buffer > 1:
-            rng = random.Random(self.cfg.seed * 7919 + epoch * 31 + self.rank)
+            rng = random.Random(self.cfg.seed * 7919 + epoch * 31)
             it = wds.shuffle(self.cfg.shuffle_buffer, self.cfg.shuffle_buffer, rng=rng)(it)
         return it
 
+    @property
+    def epoch_len(self) -> int:
+        return self.meta.num_samples
+
+    def position_at(self, global_index: int) -> tuple[int, int]:
+        """Global sample index since the start of training -> (epoch, samples of that epoch consumed)."""
+        return divmod(int(global_index), self.epoch_len)
+
     def samples(self, position: tuple[int, int] = (0, 0)) -> Iterator[tuple[dict, tuple[int, int]]]:
-        """Endless decoded samples from `position`, each with the position after it."""
+        """Endless decoded samples of this rank from `position` (a GLOBAL position, the same on every rank),
+        each with the global position after it. Rank r takes the samples whose global index is r mod world, so
+        the union over ranks, and hence any global batch, does not depend on the number of processes."""
         epoch, skip = position
+        n_ep = self.epoch_len
         while True:
-            n, got = skip, False
+            n = skip
             for raw in islice(self.raw_epoch(epoch), skip, None):
                 n += 1
-                got = True
-                yield self.decode(raw), (epoch, n)
-            if not got and skip == 0:
-                raise EpisodeError(self.root, "-", "shards", f"rank {self.rank} received no samples")
+                if ((epoch * n_ep + n - 1) - self.rank) % self.world == 0:
+                    yield self.decode(raw), (epoch, n)
+            if n != n_ep:
+                raise EpisodeError(self.root, "-", PACK_META, f"epoch {epoch} holds {n} samples, "
+                                   f"{PACK_META} says num_samples={n_ep}")
             epoch, skip = epoch + 1, 0
 
     def batches(self, position: tuple[int, int] = (0, 0)) -> Iterator[tuple[dict, tuple[int, int]]]:
+        """Batches of `batch_size` samples of this rank; with each, the global position after the whole
+        global batch (batch_size x world samples)."""
+        per_step = self.cfg.batch_size * self.world
+
         def gen():
             it = self.samples(position)
+            g = position[0] * self.epoch_len + position[1]
             while True:
                 items = [next(it) for _ in range(self.cfg.batch_size)]
-                yield self.collate([s for s, _ in items]), items[-1][1]
+                g += per_step
+                yield self.collate([s for s, _ in items]), self.position_at(g)
 
         return gen() if self.cfg.prefetch <= 0 else _prefetch(gen(), self.cfg.prefetch)
 

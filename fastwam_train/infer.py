@@ -17,7 +17,8 @@ import torch
 
 from fastwam_train.config import VARIANTS, DataConfig, TrainConfig
 from fastwam_train.data import PackedShards
-from fastwam_train.loop import CKPT_FILE, CONFIG_FILE
+from fastwam_train.loop import CONFIG_FILE
+from fastwam_train.parallel import find_checkpoint, load_checkpoint
 from fastwam_train.wam import WAM
 from schemas.cache import PACK_META
 from schemas.errors import WamdataError
@@ -29,16 +30,44 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def load_run(run: str | Path, device: torch.device | str = "cpu") -> tuple[WAM, TrainConfig, PackMeta]:
+    """A run's model (plain, unsharded, from its sharded checkpoint: checksums checked first)."""
     run = Path(run)
-    for f in (CONFIG_FILE, CKPT_FILE, PACK_META):
+    for f in (CONFIG_FILE, PACK_META):
         if not (run / f).is_file():
             raise WamdataError(f"{run}: not a training run (missing {f})")
+    ck = find_checkpoint(run)
+    if ck is None:
+        raise WamdataError(f"{run}: not a training run (no checkpoint)")
     cfg = TrainConfig.load(run / CONFIG_FILE)
     meta = PackMeta.load(run / PACK_META)
     model = WAM(cfg.model, cfg.objective)
-    ck = torch.load(run / CKPT_FILE, map_location="cpu", weights_only=False)
-    model.load_state_dict(ck["model"])
+    load_checkpoint(ck, model)
     return model.to(device).eval(), cfg, meta
+
+
+def import_official_run(checkpoint: str | Path, shards: str | Path, run: str | Path, cfg: TrainConfig) -> int:
+    """A new run at step 0 holding a Fast-WAM weights checkpoint; returns the checkpoint's own step."""
+    import shutil
+
+    from fastwam_train.loop import build_optim, resolve_config
+    from fastwam_train.official import load_official
+    from fastwam_train.parallel import save_checkpoint
+
+    run, shards = Path(run), Path(shards)
+    if find_checkpoint(run) is not None:
+        raise WamdataError(f"{run} already holds a checkpoint; choose a new RUN")
+    cfg = resolve_config(replace(cfg, model=replace(cfg.model, wan_dir=None, action_backbone=None,
+                                                    init_checkpoint=None)), PackMeta.load(shards / PACK_META))
+    model = WAM(cfg.model, cfg.objective)
+    step = load_official(model, checkpoint)
+    opt, sched = build_optim(model, cfg)
+    run.mkdir(parents=True, exist_ok=True)
+    cfg.save(run / CONFIG_FILE)
+    shutil.copyfile(shards / PACK_META, run / PACK_META)
+    state = {"step": 0, "position": [0, 0], "generator": torch.Generator().manual_seed(cfg.loop.seed * 1000)
+             .get_state(), "torch_rng": torch.get_rng_state(), "scheduler": sched.state_dict(), "world": 1}
+    save_checkpoint(run, model, opt, state, 0, 1)
+    return step
 
 
 def predict_raw(model: WAM, meta: PackMeta, batch: dict, seed: int = 0) -> np.ndarray:

@@ -1,10 +1,15 @@
-"""`wamdata train`: the co-training loop on packed latents (single process or torchrun DDP).
+"""`wamdata train`: the co-training loop on packed latents (one process, or torchrun: FSDP2 / DDP).
 
     SHARDS (wamdata pack) --PackedShards--> batches --WAM.loss--> AdamW / cosine+warmup / clip
+    SHARDS/val (optional)  --Validator--> flow losses + open-loop action MSE (raw units) every val_every
     RUN/config.json        resolved TrainConfig (action/state dims filled from pack_meta)
     RUN/pack_meta.json     copy of the shards' meta (predict un-normalizes with it)
-    RUN/checkpoint.pt      model, optimizer, scheduler, RNG states, step, data position per rank
-    RUN/train_log.jsonl    per step: loss terms, lr, grad norm, samples/s, data-wait fraction
+    RUN/checkpoint/        sharded DCP model + optimizer, trainer_state.pt (step, global data position,
+                           generator, scheduler), SHA256SUMS checked before loading (parallel.py)
+    RUN/train_log.jsonl    per step: loss terms, lr, grad norm, samples/s, data-wait fraction;
+                           {"split": "val", ...} records beside them
+The global batch is batch_size x world; its samples and noise do not depend on the number of processes,
+so a checkpoint resumes on another world size (batch_size x world kept) and continues the same run.
 """
 
 from __future__ import annotations
@@ -23,12 +28,23 @@ import torch.distributed as dist
 
 from fastwam_train.config import TrainConfig
 from fastwam_train.data import PackedShards
+from fastwam_train.parallel import (
+    CKPT_DIR,
+    barrier,
+    find_checkpoint,
+    grad_norm_value,
+    init_dist,
+    load_checkpoint,
+    save_checkpoint,
+    wrap,
+)
+from fastwam_train.validate import Validator, val_dir
 from fastwam_train.wam import WAM
 from schemas.cache import PACK_META
 from schemas.errors import WamdataError
 from schemas.pack import PackMeta
 
-CONFIG_FILE, CKPT_FILE, LOG_FILE = "config.json", "checkpoint.pt", "train_log.jsonl"
+CONFIG_FILE, LOG_FILE = "config.json", "train_log.jsonl"
 
 
 def resolve_config(cfg: TrainConfig, meta: PackMeta) -> TrainConfig:
@@ -53,25 +69,12 @@ def lr_factor(step: int, total: int, warmup_frac: float, min_ratio: float) -> fl
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0)))
 
 
-def _dist() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))) if world > 1 else (0, 1, 0)
-
-
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     want = cfg.loop.device
     if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def build_optim(model: torch.nn.Module, cfg: TrainConfig):
@@ -82,48 +85,52 @@ def build_optim(model: torch.nn.Module, cfg: TrainConfig):
     return opt, sched
 
 
-def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = False,
-          stop_at: int | None = None) -> list[dict]:
-    """Train to `cfg.loop.steps` (the schedule length), or stop early after step `stop_at` with a
-    checkpoint (an interrupted run); returns the log records written by this call (rank 0)."""
-    rank, world, local_rank = _dist()
-    run, shards = Path(run), Path(shards)
-    data = PackedShards(shards, cfg.data, rank, world)
-    cfg = resolve_config(cfg, data.meta)
-    ckpt_path = run / CKPT_FILE
-    if resume and not ckpt_path.is_file():
-        raise WamdataError(f"{run}: --resume given but there is no {CKPT_FILE}")
-    if not resume and ckpt_path.is_file():
+def _check_resume(run: Path, cfg: TrainConfig, resume: bool) -> Path | None:
+    ck = find_checkpoint(run)
+    if resume and ck is None:
+        raise WamdataError(f"{run}: --resume given but there is no checkpoint")
+    if not resume and (ck is not None or (run / (CKPT_DIR + ".tmp")).exists()):
         raise WamdataError(f"{run} already holds a checkpoint; pass --resume or choose a new RUN")
     if resume:
         old = TrainConfig.load(run / CONFIG_FILE)
         if old.model != cfg.model or old.objective != cfg.objective:
             raise WamdataError(f"{run}: model/objective config differs from the run being resumed")
+    return ck
+
+
+def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = False,
+          stop_at: int | None = None) -> list[dict]:
+    """Train to `cfg.loop.steps` (the schedule length), or stop early after step `stop_at` with a
+    checkpoint (an interrupted run); returns the log records written by this call (rank 0)."""
+    rank, world, local_rank = init_dist()
+    run, shards = Path(run), Path(shards)
+    data = PackedShards(shards, cfg.data, rank, world)
+    cfg = resolve_config(cfg, data.meta)
+    ck_dir = _check_resume(run, cfg, resume)
     device = _device(cfg, local_rank)
     torch.manual_seed(cfg.loop.seed)
-    model = WAM.build(cfg.model, cfg.objective).to(device)
+    stored = getattr(torch, cfg.loop.param_dtype)
+    model = WAM.build(cfg.model, cfg.objective).to(device, stored)
+    use_bf16 = cfg.loop.bf16 and device.type == "cuda" and stored == torch.float32
+    fsdp = world > 1 and cfg.loop.parallel == "fsdp"
+    net = wrap(model, cfg.loop.parallel, world, device, bf16=use_bf16)
     opt, sched = build_optim(model, cfg)
-    gen = torch.Generator().manual_seed(cfg.loop.seed * 1000 + rank)
+    gen = torch.Generator().manual_seed(cfg.loop.seed * 1000)
     step, position = 0, (0, 0)
     if resume:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        step, position = ck["step"], tuple(ck["positions"][rank])
-        gen.set_state(ck["generators"][rank])
-        torch.set_rng_state(ck["torch_rng"])
+        st = load_checkpoint(ck_dir, model, opt, rank, world)
+        sched.load_state_dict(st["scheduler"])
+        step, position = st["step"], tuple(st["position"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
         cfg.save(run / CONFIG_FILE)
         shutil.copyfile(shards / PACK_META, run / PACK_META)
         _trim_log(run / LOG_FILE, step)
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.model.variant == "novideo")
-    use_bf16 = cfg.loop.bf16 and device.type == "cuda"
+    vdir = val_dir(shards) if cfg.loop.val_every else None
+    validator = Validator(vdir, cfg.loop.val_max_samples, rank, world) if vdir else None
+    autocast = use_bf16 and not fsdp  # FSDP2 computes in bf16 through its MixedPrecisionPolicy
     records, it = [], data.batches(position)
     win_t, win_wait, win_n = 0.0, 0.0, 0
     model.train()
@@ -132,10 +139,10 @@ def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = 
         t0 = time.perf_counter()
         batch, position = next(it)
         t1 = time.perf_counter()
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        rnd = model.draw(batch, gen)
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
-        with ctx:
+        batch = {k: (v.to(device, stored, non_blocking=True) if v.is_floating_point() else v.to(device))
+                 if torch.is_tensor(v) else v for k, v in batch.items()}
+        rnd = model.draw(batch, gen, rank, world)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else nullcontext():
             loss, terms = net(batch, rnd)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,18 +157,25 @@ def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = 
         win_t, win_wait, win_n = win_t + t2 - t0, win_wait + t1 - t0, win_n + 1
         if step % cfg.loop.log_every == 0 or step == end:
             rec = {"step": step, **{k: _mean_across(v.detach(), world) for k, v in terms.items()}, "lr": lr,
-                   "grad_norm": float(gnorm), "samples_per_s": win_n * cfg.data.batch_size * world / win_t,
-                   "data_wait_frac": win_wait / win_t}
+                   "grad_norm": grad_norm_value(gnorm),
+                   "samples_per_s": win_n * cfg.data.batch_size * world / win_t, "data_wait_frac": win_wait / win_t}
             win_t, win_wait, win_n = 0.0, 0.0, 0
-            if rank == 0:
-                records.append(rec)
-                with open(run / LOG_FILE, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+            _log(run, rec, rank, records)
+        if validator is not None and (step % cfg.loop.val_every == 0 or step == end):
+            _log(run, validator.run(model, step, device, use_bf16 and not fsdp), rank, records)
         if step % cfg.loop.ckpt_every == 0 or step == end:
-            _checkpoint(run, model, opt, sched, gen, step, position, rank, world)
-    if world > 1:
-        dist.barrier()
+            state = {"step": step, "position": list(position), "generator": gen.get_state(),
+                     "torch_rng": torch.get_rng_state(), "scheduler": sched.state_dict(), "world": world}
+            save_checkpoint(run, model, opt, state, rank, world)
+    barrier(world)
     return records
+
+
+def _log(run: Path, rec: dict, rank: int, records: list) -> None:
+    if rank == 0:
+        records.append(rec)
+        with open(run / LOG_FILE, "a") as f:
+            f.write(json.dumps(rec) + "\n")
 
 
 def _mean_across(v: torch.Tensor, world: int) -> float:
@@ -170,24 +184,6 @@ def _mean_across(v: torch.Tensor, world: int) -> float:
         dist.all_reduce(v)
         v = v / world
     return float(v)
-
-
-def _gather(obj, world):
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _checkpoint(run, model, opt, sched, gen, step, position, rank, world) -> None:
-    positions, gens = _gather(list(position), world), _gather(gen.get_state(), world)
-    if rank == 0:
-        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                      "step": step, "positions": positions, "generators": gens,
-                      "torch_rng": torch.get_rng_state()}, run / CKPT_FILE)
-    if world > 1:
-        dist.barrier()
 
 
 def _trim_log(path: Path, step: int) -> None:

@@ -6,11 +6,21 @@
       cond    idm only: ground-truth future video, noise-augmented (video expert; conditions actions)
       action  noisy action tokens (action expert; L_act)
 
-    query group -> key groups it may see
-      fastwam  first->first; future->first,future; action->first,action     (video never sees action)
-      joint    fastwam + future<->action
+    query group -> key groups it may see (video never sees actions in any variant)
+      fastwam  first->first; future->first,future; action->first,action
+      joint    first->first; future->first,future; action->first,future,action
       idm      first->first; future->first,future; cond->first,cond; action->first,cond,action
       novideo  first->first; action->first,action                          (no future tokens at all)
+
+Fast-WAM (`mot.py` + `fastwam*.py::_build_mot_attention_mask`, video mode "first_frame_causal"):
+  fastwam.py        video->video first-frame-causal; action->action; action->first frame only
+  fastwam_joint.py  same, but action->ALL video tokens; video rows never get action columns
+  fastwam_idm.py    [noisy video | cond video | action]: each video copy first-frame-causal within itself,
+                    action->action and action->the whole cond copy (its own first frame included), nothing else.
+                    Its two first frames are the same clean latents at t = 0 seeing only themselves, so
+                    their K/V are identical; we keep ONE shared `first` group that both futures and the
+                    actions see. Every query sees exactly the keys it sees in Fast-WAM (one copy of the first
+                    frame), so the attention output is the same, with one first frame less to compute.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ _BASE = {("first", "first"), ("future", "first"), ("future", "future"),
          ("action", "first"), ("action", "action")}
 REACH: dict[str, frozenset[tuple[str, str]]] = {
     "fastwam": frozenset(_BASE),
-    "joint": frozenset(_BASE | {("future", "action"), ("action", "future")}),
+    "joint": frozenset(_BASE | {("action", "future")}),
     "idm": frozenset({("first", "first"), ("future", "first"), ("future", "future"), ("cond", "first"),
                       ("cond", "cond"), ("action", "first"), ("action", "cond"), ("action", "action")}),
     "novideo": frozenset({("first", "first"), ("action", "first"), ("action", "action")}),

@@ -1,14 +1,15 @@
 """Mixture-of-Transformer experts: a Wan2.2-TI2V-5B video expert and a narrower action expert.
 
     video expert   latents [B, 48, F, h, w] --patch 1x2x2--> tokens [B, F*h/2*w/2, Dv]   (Dv = heads*head_dim)
-    action expert  actions [B, T, A] --linear--> tokens [B, T, Da]
+    action expert  actions [B, T, A] --linear--> tokens [B, T, Da] --blocks--> --linear--> [B, T, A]
+                   (Fast-WAM ActionDiT: the output head is one plain Linear on the last block's tokens)
     every layer    per-expert adaLN modulation + q/k/v (RMSNorm, RoPE) -> ONE joint SDPA over
                    [video tokens | action tokens] under a boolean mask (heads x head_dim shared) ->
                    per-expert out-proj, cross-attention to (umT5 context + proprio token), FFN.
 
 The video expert's parameter names and shapes equal diffusers' `WanTransformer3DModel` state dict, so
-real Wan2.2 weights load 1:1 (`load_wan_weights`). `init_action_from_video` interpolates them to the
-action width (resizing only the axes whose sizes differ).
+real Wan2.2 weights load 1:1 (`load_wan_weights`). `init_action_from_video` builds the action expert
+from them exactly as Fast-WAM's backbone preprocessing does (linear interpolation + alpha scaling).
 """
 
 from __future__ import annotations
@@ -132,9 +133,7 @@ class ActionExpert(nn.Module):
             dim=d, time_freq_dim=cfg.freq_dim, time_proj_dim=6 * d, text_embed_dim=cfg.text_dim)
         self.blocks = nn.ModuleList(ExpertBlock(d, cfg.action_ffn_dim, cfg.num_heads, cfg.head_dim, cfg.eps)
                                     for _ in range(cfg.num_layers))
-        self.norm_out = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
-        self.proj_out = nn.Linear(d, cfg.action_dim)
-        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, d) / d**0.5)
+        self.proj_out = nn.Linear(d, cfg.action_dim)   # Fast-WAM ActionDiT.head: a plain Linear, nothing before it
         cos, sin = get_1d_rotary_pos_embed(cfg.head_dim, cfg.action_horizon, use_real=True,
                                            repeat_interleave_real=True, freqs_dtype=torch.float64)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -148,8 +147,9 @@ class ActionExpert(nn.Module):
         return {"x": x, "temb": temb.unsqueeze(1), "tproj": tproj.unflatten(1, (6, -1)).unsqueeze(1),
                 "ctx": ctx, "rope": rope}
 
-    def head(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        return _out_head(x, temb, self.scale_shift_table, self.norm_out, self.proj_out)
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Last block's tokens -> actions: one Linear, no norm or timestep modulation (Fast-WAM `post_dit`)."""
+        return self.proj_out(x)
 
 
 def _sdpa(q, k, v, mask):
@@ -252,14 +252,30 @@ def _resize(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t
 
 
+ACTION_OWN_PREFIXES = ("action_in.", "proj_out.")   # Fast-WAM's skipped `action_encoder.`, `head.`
+
+
 @torch.no_grad()
-def init_action_from_video(action: ActionExpert, video: VideoExpert) -> list[str]:
-    """Every action-expert tensor with a same-named video tensor is the video tensor linearly interpolated
-    along the axes whose sizes differ (width, FFN); `action_in` / `proj_out` keep their random init."""
-    vsd, done = video.state_dict(), []
+def init_action_from_video(action: ActionExpert, video: VideoExpert, alpha: bool = True) -> dict[str, float]:
+    """Fast-WAM's `preprocess_action_dit_backbone.py`: every action-expert tensor except `action_in` /
+    `proj_out` is the same-named video tensor, linearly interpolated (align_corners=True, fp32) along each
+    axis whose size differs, axis 0 first; a tensor of >= 2 dims whose LAST (input) axis shrinks is then
+    multiplied by alpha = sqrt(video last dim / action last dim). Returns {name: alpha applied (1.0: none)}."""
+    vsd, done = video.state_dict(), {}
     for name, p in action.state_dict().items():
-        if name.startswith(("action_in.", "proj_out.")) or name not in vsd or vsd[name].ndim != p.ndim:
+        if name.startswith(ACTION_OWN_PREFIXES):
             continue
-        p.copy_(_resize(vsd[name], p.shape).to(p.dtype))
-        done.append(name)
+        if name not in vsd or vsd[name].ndim != p.ndim:
+            raise ValueError(f"action expert tensor {name!r} has no same-rank video tensor to start from")
+        src = vsd[name]
+        if src.shape == p.shape:
+            p.copy_(src)
+            done[name] = 1.0
+            continue
+        value, a = _resize(src, p.shape), 1.0
+        if alpha and src.ndim >= 2 and src.shape[-1] != p.shape[-1]:
+            a = (float(src.shape[-1]) / float(p.shape[-1])) ** 0.5
+            value = value.float() * a
+        p.copy_(value.to(p.dtype))
+        done[name] = a
     return done

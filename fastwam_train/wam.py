@@ -47,8 +47,14 @@ class WAM(nn.Module):
         m = cls(cfg, objective)
         if cfg.wan_dir:
             load_wan_weights(m.mot.video, cfg.wan_dir)
-        if cfg.action_init == "interpolate":
-            init_action_from_video(m.mot.action, m.mot.video)
+        if cfg.action_backbone:
+            from fastwam_train.official import load_action_backbone
+            load_action_backbone(m.mot.action, cfg.action_backbone, cfg)
+        elif cfg.action_init != "random":
+            init_action_from_video(m.mot.action, m.mot.video, alpha=cfg.action_init == "interpolate")
+        if cfg.init_checkpoint:
+            from fastwam_train.official import load_official
+            load_official(m, cfg.init_checkpoint)
         return m
 
     # -- inputs -----------------------------------------------------------------------------------------
@@ -62,20 +68,25 @@ class WAM(nn.Module):
     def _tpf(self, lat: torch.Tensor) -> int:
         return self.mot.video.tokens_per_frame(lat.shape[-2], lat.shape[-1])
 
-    def draw(self, batch: dict, generator: torch.Generator | None = None) -> dict:
-        """All randomness of one training step (noises, sigmas, idm noise-augmentation flags), on CPU."""
+    def draw(self, batch: dict, generator: torch.Generator | None = None, rank: int = 0, world: int = 1) -> dict:
+        """All randomness of one training step (noises, sigmas, idm noise-augmentation flags), on CPU.
+
+        Drawn for the global batch (this rank's batch x world, the same generator state on every rank) and
+        sliced to rows rank::world, the rows of this rank's samples in the global batch (data.py), so a step
+        draws the same numbers for each sample whatever the number of processes."""
         lat, act = batch["latents"], batch["actions"]
-        b = lat.shape[0]
+        b = lat.shape[0] * world
         fut_shape = (b, lat.shape[1], lat.shape[2] - 1, *lat.shape[3:])
-        return {
+        out = {
             "noise_video": torch.randn(fut_shape, generator=generator),
-            "noise_action": torch.randn(tuple(act.shape), generator=generator),
+            "noise_action": torch.randn((b, *act.shape[1:]), generator=generator),
             "sigma_video": self.flow.sample_sigma(b, generator),
             "sigma_action": self.flow.sample_sigma(b, generator),
             "noise_cond": torch.randn(fut_shape, generator=generator),
             "sigma_cond": self.flow.sample_sigma(b, generator),
             "cond_noisy": torch.rand(b, generator=generator) < self.objective.idm_cond_noise_prob,
         }
+        return out if world == 1 else {k: v[rank::world].contiguous() for k, v in out.items()}
 
     # -- training ---------------------------------------------------------------------------------------
     def forward_train(self, batch: dict, rnd: dict) -> dict:
@@ -106,7 +117,7 @@ class WAM(nn.Module):
         a_in = self.mot.action.embed(noisy_a, (rnd["sigma_action"] * self.flow.n).to(dt), ctx)
         mask = build_mask(self.variant, sizes, dev)
         xv, xa, _ = self.mot(v_in, a_in, mask)
-        out = {"pred_action": self.mot.action.head(xa, a_in["temb"]),
+        out = {"pred_action": self.mot.action.head(xa),
                "target_action": self.flow.target(act, rnd["noise_action"].to(dt))}
         if self.variant != "novideo":
             sl = slice(tpf, tpf + nf)
@@ -153,7 +164,7 @@ class WAM(nn.Module):
             t = torch.full((b,), float(s0) * self.flow.n, device=dev, dtype=x_a.dtype)
             a_in = self.mot.action.embed(x_a, t, ctx)
             _, xa, _ = self.mot(None, a_in, mask, cache=cache)
-            x_a = x_a + (float(s1) - float(s0)) * self.mot.action.head(xa, a_in["temb"])
+            x_a = x_a + (float(s1) - float(s0)) * self.mot.action.head(xa)
         return x_a
 
     @torch.no_grad()
@@ -182,7 +193,7 @@ class WAM(nn.Module):
                 t_a = torch.full((b,), float(s0) * self.flow.n, device=dev, dtype=dt)
                 a_in = self.mot.action.embed(x_a, t_a, ctx)
                 xv, xa, _ = self.mot(v_in, a_in, build_mask("joint", dict(sizes, action=shape_a[1]), dev))
-                x_a = x_a + (float(s1) - float(s0)) * self.mot.action.head(xa, a_in["temb"])
+                x_a = x_a + (float(s1) - float(s0)) * self.mot.action.head(xa)
             else:
                 xv, _, _ = self.mot(v_in, None, build_mask("idm", sizes, dev))
             pred_v = self.mot.video.head(xv[:, tpf:], v_in["temb"][:, tpf:], (nfut, h, w))

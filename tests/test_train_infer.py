@@ -18,7 +18,8 @@ from fastwam_train.cli import latency_cmd, predict_cmd, train_cmd
 from fastwam_train.config import DataConfig
 from fastwam_train.data import PackedShards
 from fastwam_train.infer import latency, load_run, predict_raw
-from fastwam_train.loop import CKPT_FILE, CONFIG_FILE, LOG_FILE
+from fastwam_train.loop import CONFIG_FILE, LOG_FILE
+from fastwam_train.parallel import CKPT_DIR, TRAINER_STATE
 from schemas.pack import unnormalize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,8 +30,8 @@ def shards(tmp_path_factory):
     return write_pack(tmp_path_factory.mktemp("pack") / "shards", n=8, shards=4)
 
 
-def _write_cfg(path: Path, steps: int, variant: str = "fastwam") -> Path:
-    cfg = tiny_train_config(variant, steps=steps, batch_size=4)
+def _write_cfg(path: Path, steps: int, variant: str = "fastwam", parallel: str = "fsdp") -> Path:
+    cfg = tiny_train_config(variant, steps=steps, batch_size=4).override("loop", parallel=parallel)
     cfg.save(path)
     return path
 
@@ -79,15 +80,14 @@ def test_latency_harness_orders_variants(tmp_path, one_torch_thread):
 
 
 def test_ddp_two_cpu_processes_gloo(shards, tmp_path):
-    cfg_file = _write_cfg(tmp_path / "cfg.json", steps=3)
+    cfg_file = _write_cfg(tmp_path / "cfg.json", steps=3, parallel="ddp")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "fastwam_train", "train", str(shards), "-o", str(tmp_path / "run"), "--config", str(cfg_file)]
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
-    ck = torch.load(tmp_path / "run" / CKPT_FILE, weights_only=False)
-    assert ck["step"] == 3 and len(ck["positions"]) == 2 and len(ck["generators"]) == 2
-    # 4 shards split 2/2 per epoch: each rank read 3 batches x 4 samples of its own 4-sample half
-    assert ck["positions"] == [[2, 4], [2, 4]]
+    st = torch.load(tmp_path / "run" / CKPT_DIR / TRAINER_STATE, weights_only=False)
+    # global batch 2 ranks x 4 = 8: three steps are three epochs of the 8 samples
+    assert st["step"] == 3 and st["world"] == 2 and st["position"] == [3, 0]
     recs = [json.loads(x) for x in (tmp_path / "run" / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in recs)

@@ -13,7 +13,8 @@ from _factories_train import LATENT_SHAPE, TEXT_DIM, A, S, tiny_train_config, wr
 
 from fastwam_train.config import DataConfig, TrainConfig
 from fastwam_train.data import PackedShards
-from fastwam_train.loop import CKPT_FILE, CONFIG_FILE, LOG_FILE, lr_factor, train
+from fastwam_train.loop import CONFIG_FILE, LOG_FILE, lr_factor, train
+from fastwam_train.parallel import CKPT_DIR, TRAINER_STATE
 from schemas import cache
 from schemas.errors import EpisodeError, WamdataError
 
@@ -52,10 +53,17 @@ def test_positions_resume_the_same_stream(shards):
     assert [k for k, _ in straight[:8]] != [k for k, _ in straight[8:]] + ["x"] * 3
     resumed = [(s["key"], pos) for s, pos in _take(data.samples(straight[4][1]), 8)]
     assert resumed == straight[5:13]
-    # two ranks split each epoch's shards: disjoint, together the whole epoch
-    r0 = {s["key"] for s, pos in _take(PackedShards(shards, cfg, 0, 2).samples(), 8) if pos[0] == 0}
-    r1 = {s["key"] for s, pos in _take(PackedShards(shards, cfg, 1, 2).samples(), 8) if pos[0] == 0}
-    assert not r0 & r1 and len(r0 | r1) == 8
+    # two ranks take the even / odd samples of the one global order
+    keys = [k for k, _ in straight]
+    r0 = [s["key"] for s, _ in _take(PackedShards(shards, cfg, 0, 2).samples(), 6)]
+    r1 = [s["key"] for s, _ in _take(PackedShards(shards, cfg, 1, 2).samples(), 6)]
+    assert r0 == keys[0:12:2] and r1 == keys[1:13:2]
+    # global batches: 2 ranks x 2 = the 1-process batch of 4, positions the same on both ranks
+    one = next(PackedShards(shards, DataConfig(batch_size=4, shuffle_buffer=4, prefetch=0, seed=5)).batches())
+    two = [next(PackedShards(shards, DataConfig(batch_size=2, shuffle_buffer=4, prefetch=0, seed=5), r, 2).batches())
+           for r in (0, 1)]
+    assert one[1] == two[0][1] == two[1][1] == (0, 4)
+    assert sorted(one[0]["keys"]) == sorted(two[0][0]["keys"] + two[1][0]["keys"])
 
 
 def _take(it, n):
@@ -120,8 +128,8 @@ def test_resume_continues_the_same_loss_curve(shards, tmp_path):
     assert got == want
     log = [json.loads(x)["step"] for x in (tmp_path / "b" / LOG_FILE).read_text().splitlines()]
     assert log == list(range(1, 9))
-    ck = torch.load(tmp_path / "b" / CKPT_FILE, weights_only=False)
-    assert ck["step"] == 8 and ck["positions"] == [[2, 8]]  # 8 steps x 3 = 24 samples = 3 epochs of 8
+    st = torch.load(tmp_path / "b" / CKPT_DIR / TRAINER_STATE, weights_only=False)
+    assert st["step"] == 8 and st["position"] == [3, 0]  # 8 steps x 3 = 24 samples = 3 epochs of 8
 
 
 def test_resume_refuses_changed_model(shards, tmp_path):

@@ -61,7 +61,7 @@ def test_load_rejects_mismatched_config(wan_dir):
 def test_action_expert_interpolated_from_video(wan_dir):
     mot = MoT(tiny_model_config())
     load_wan_weights(mot.video, wan_dir)
-    done = init_action_from_video(mot.action, mot.video)
+    done = init_action_from_video(mot.action, mot.video, alpha=False)
     v, a = mot.video.state_dict(), mot.action.state_dict()
     assert "blocks.0.attn1.to_q.weight" in done and not any(n.startswith(("action_in", "proj_out")) for n in done)
     # same shape -> copied exactly (q-norm lives in the shared 2x16 attention space)
@@ -85,8 +85,8 @@ def test_mask_reachability_group_by_group(variant):
     sl = group_slices(sizes, order)
     expected = {
         "fastwam": {"first": {"first"}, "future": {"first", "future"}, "action": {"first", "action"}},
-        "joint": {"first": {"first"}, "future": {"first", "future", "action"},
-                  "action": {"first", "future", "action"}},
+        "joint": {"first": {"first"}, "future": {"first", "future"},   # fastwam_joint.py: video never
+                  "action": {"first", "future", "action"}},            # sees actions, actions see all video
         "idm": {"first": {"first"}, "future": {"first", "future"}, "cond": {"first", "cond"},
                 "action": {"first", "cond", "action"}},
         "novideo": {"first": {"first"}, "action": {"first", "action"}},
