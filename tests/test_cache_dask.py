@@ -33,7 +33,11 @@ def test_two_worker_cluster_matches_in_process(tmp_path):
     for keys in per_worker.values():          # the plugin loaded the VAE once in each worker process
         assert [k[0] for k in keys].count("vae") == 1
     assert sum([k[0] for k in keys].count("text") for keys in per_worker.values()) == 1
-    a, b = _arrays(tmp_path / "dask"), _arrays(tmp_path / "ref")
+    _assert_same_cache(tmp_path / "dask", tmp_path / "ref")
+
+
+def _assert_same_cache(got, ref):
+    a, b = _arrays(got), _arrays(ref)
     for n in a:
         if n == C.ARR_LATENTS:
             fa = a[n].astype(np.uint32) << 16
@@ -41,7 +45,7 @@ def test_two_worker_cluster_matches_in_process(tmp_path):
             np.testing.assert_allclose(fa.view(np.float32), fb.view(np.float32), rtol=2 ** -7, atol=1e-5)
         else:
             np.testing.assert_array_equal(a[n], b[n], err_msg=n)
-    assert S.verify(tmp_path / "dask")["ok"]
+    assert S.verify(got)["ok"]
 
 
 @pytest.mark.parametrize("workers", [2])
@@ -52,3 +56,21 @@ def test_local_cluster_started_by_the_job(tmp_path, workers):
                     progress=False)
     assert got["num_chunks"] == 11 and not got["failed_episodes"]
     assert S.verify(tmp_path / "c")["ok"]
+
+
+def test_lost_workers_units_are_retried_and_job_goes_on(tmp_path):
+    """Both workers of a 2-worker LocalCluster killed mid-unit (SIGKILL, as from the OOM killer), each while encoding
+    a different unit: the units run again on the restarted workers, every other unit is kept, and the cache equals a
+    clean in-process run (issue 11, item 9; before: FutureCancelledError 'already forgotten', exit 1)."""
+    vae, text = tiny_models(tmp_path)
+    data = write_npz_dataset(tmp_path / "data", [10, 6, 9, 5])
+    lay = layout_file(tmp_path)
+    ref = run_cache(job_config(data, tmp_path / "ref", vae, text, lay, workers=0), progress=False)
+    for ep in (0, 1):                         # units 0 and 1: the first unit each worker takes
+        (data / f"kill_{ep}").touch()
+    got = run_cache(job_config(data, tmp_path / "dask", vae, text, lay, workers=2,
+                               reader="_factories_cache:KillOnceReader"), progress=False)
+    assert sorted(p.name for p in data.glob("kill*")) == ["killed_0", "killed_1"]     # both workers did die
+    assert got["num_chunks"] == ref["num_chunks"] == 30 and not got["failed_episodes"]
+    assert got["units_run"] == 4
+    _assert_same_cache(tmp_path / "dask", tmp_path / "ref")
