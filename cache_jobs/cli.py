@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from schemas.errors import WamdataError
+from schemas.cli_errors import out_dir
 
 
 @click.command("cache")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Cache directory (zarr v3).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=out_dir,
+              help="Cache directory (zarr v3).")
 @click.option("--layout", default="libero", show_default=True, help="libero | robotwin | layout JSON file.")
 @click.option("--vae", "vae_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="AutoencoderKLWan dir (from_pretrained), e.g. Wan2.2-TI2V-5B-Diffusers/vae.")
@@ -31,9 +31,11 @@ from schemas.errors import WamdataError
 @click.option("--rows-per-shard", default=64, show_default=True, type=int)
 @click.option("--unit-rows", default=256, show_default=True, type=int, help="Rows per work unit (task).")
 @click.option("--reader", default=None, help="Dataset reader 'module:Class' (default: the LeRobot reader).")
+@click.option("--stall-timeout", default=3600.0, show_default=True, type=float, help="Seconds to wait for the "
+              "first unit before giving up (then 20x the slowest gap between finished units).")
 @click.option("--no-progress", is_flag=True)
 def cache_cmd(dataset, out, layout, vae_dir, text_dir, stride, workers, scheduler, batch_size, dtype, device,
-              rows_per_shard, unit_rows, reader, no_progress):
+              rows_per_shard, unit_rows, reader, stall_timeout, no_progress):
     """Encode DATASET's 9-frame chunks with the Wan2.2 VAE (+ umT5 prompts) into a resumable zarr cache."""
     from cache_jobs.config import DEFAULT_READER, CacheJobConfig, ClusterConfig, DatasetConfig, StoreConfig
     from cache_jobs.job import run_cache
@@ -41,17 +43,14 @@ def cache_cmd(dataset, out, layout, vae_dir, text_dir, stride, workers, schedule
     from cache_jobs.tiling import TilingConfig
     from schemas.chunks import ChunkSpec
 
-    try:
-        cfg = CacheJobConfig(
-            dataset=DatasetConfig(dataset, reader=reader or DEFAULT_READER), out=out,
-            vae=VaeConfig(vae_dir, dtype=dtype, device=device, batch_size=batch_size),
-            text=TextConfig(text_dir, dtype=dtype, device=device), tiling=TilingConfig(layout),
-            chunks=ChunkSpec(start_stride=stride),
-            store=StoreConfig(rows_per_shard=rows_per_shard, unit_rows=unit_rows),
-            cluster=ClusterConfig(workers=workers, scheduler=scheduler))
-        summary = run_cache(cfg, progress=not no_progress)
-    except WamdataError as e:
-        raise click.ClickException(str(e)) from e
+    cfg = CacheJobConfig(
+        dataset=DatasetConfig(dataset, reader=reader or DEFAULT_READER), out=out,
+        vae=VaeConfig(vae_dir, dtype=dtype, device=device, batch_size=batch_size),
+        text=TextConfig(text_dir, dtype=dtype, device=device), tiling=TilingConfig(layout),
+        chunks=ChunkSpec(start_stride=stride),
+        store=StoreConfig(rows_per_shard=rows_per_shard, unit_rows=unit_rows),
+        cluster=ClusterConfig(workers=workers, scheduler=scheduler, stall_timeout_s=stall_timeout))
+    summary = run_cache(cfg, progress=not no_progress)
     click.echo(json.dumps(summary, indent=1))
     if summary["failed_episodes"]:
         click.echo(f"{len(summary['failed_episodes'])} episode(s) failed; see {out}/cache_report.json", err=True)
@@ -65,12 +64,14 @@ def verify_cmd(cache):
 
     res = verify(cache)
     click.echo(json.dumps(res, indent=1))
-    sys.exit(0 if res["ok"] else 1)
+    if not res["ok"]:
+        raise click.ClickException(f"{cache}: {len(res['errors'])} problem(s), first: {res['errors'][0]}")
 
 
 @click.command("pack")
 @click.argument("cache", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output shard directory.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=out_dir,
+              help="Output shard directory.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Shuffle seed (deterministic).")
 @click.option("--norm", "normalization", default="min_max", show_default=True,
               type=click.Choice(["min_max", "mean_std", "quantile", "none"]))
@@ -81,9 +82,6 @@ def pack_cmd(cache, out, seed, normalization, clamp, maxcount, maxsize):
     """Write CACHE as shuffled webdataset shards + text embeddings + pack_meta.json."""
     from cache_jobs.pack import PackConfig, pack
 
-    try:
-        res = pack(cache, out, PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount,
-                                          maxsize=maxsize))
-    except WamdataError as e:
-        raise click.ClickException(str(e)) from e
+    res = pack(cache, out, PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount,
+                                      maxsize=maxsize))
     click.echo(json.dumps(res, indent=1))

@@ -43,7 +43,10 @@ def load_reader_class(spec: str):
     mod, _, name = spec.partition(":")
     if not name:
         raise SchemaError(f"reader must be 'module:Class', got {spec!r}")
-    return getattr(importlib.import_module(mod), name)
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise SchemaError(f"reader {spec!r} cannot be loaded: {type(e).__name__}: {e}") from e
 
 
 @dataclass(frozen=True)

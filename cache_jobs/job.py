@@ -149,7 +149,10 @@ def plan_job(cfg: CacheJobConfig) -> dict:
     units, n_rows = S.make_plan(eps, cfg.chunks, cfg.store.rows_per_shard, cfg.store.unit_rows)
     from diffusers import AutoencoderKLWan
 
-    vcfg = AutoencoderKLWan.load_config(cfg.vae.model_dir)
+    try:
+        vcfg = AutoencoderKLWan.load_config(cfg.vae.model_dir)
+    except (OSError, ValueError) as e:
+        raise SchemaError(f"--vae {cfg.vae.model_dir}: not an AutoencoderKLWan directory ({e})") from e
     sp = int(vcfg["scale_factor_spatial"])
     lay = resolved.layout
     if lay.height % sp or lay.width % sp:

@@ -69,6 +69,8 @@ def pack(cache: str | Path, out: str | Path, cfg: PackConfig = PackConfig()) -> 
     import webdataset as wds
 
     cache, out = Path(cache), Path(out)
+    if not (cache / C.CACHE_MANIFEST).is_file():
+        raise WamdataError(f"{cache}: no {C.CACHE_MANIFEST}; not a `wamdata cache` output")
     man = json.loads((cache / C.CACHE_MANIFEST).read_text())
     if man.get("status") != "complete":
         raise WamdataError(f"{cache}: cache is not complete; finish `wamdata cache` first")

@@ -4,10 +4,12 @@
 import click
 
 from fastwam_train.cli import latency_cmd, predict_cmd, train_cmd
+from schemas.cli_errors import OneLineErrorGroup, debug_option
 
 
-@click.group()
-def main():
+@click.group(cls=OneLineErrorGroup)
+@debug_option
+def main(debug):
     """Fast-WAM co-training on packed latents."""
 
 

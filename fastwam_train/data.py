@@ -38,7 +38,7 @@ from schemas.cache import (
     SAMPLE_PROMPT,
     SAMPLE_STATE,
 )
-from schemas.errors import EpisodeError
+from schemas.errors import EpisodeError, WamdataError
 from schemas.pack import PackMeta
 
 ARRAY_KEYS = (SAMPLE_LATENTS, SAMPLE_ACTIONS, SAMPLE_STATE, SAMPLE_ACTION_IS_PAD, SAMPLE_FRAME_IS_PAD)
@@ -60,11 +60,11 @@ class PackedShards:
     def __init__(self, root: str | Path, cfg: DataConfig, rank: int = 0, world: int = 1):
         self.root, self.cfg, self.rank, self.world = Path(root), cfg, rank, world
         if not (self.root / PACK_META).is_file():
-            raise FileNotFoundError(f"{self.root}: no {PACK_META} (is this a `wamdata pack` output?)")
+            raise WamdataError(f"{self.root}: no {PACK_META} (is this a `wamdata pack` output?)")
         self.meta = PackMeta.load(self.root / PACK_META)
         self.urls = sorted(str(p) for p in self.root.glob("shard-*.tar"))
         if not self.urls:
-            raise FileNotFoundError(f"{self.root}: no shard-*.tar files")
+            raise WamdataError(f"{self.root}: no shard-*.tar files")
         self.text = load_file(str(self.root / PACK_TEXT))
 
     # -- one sample -------------------------------------------------------------------------------------
