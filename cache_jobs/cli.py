@@ -78,10 +78,11 @@ def verify_cmd(cache):
 @click.option("--clamp", default=5.0, show_default=True, type=float)
 @click.option("--maxcount", default=10_000, show_default=True, type=int, help="Samples per shard.")
 @click.option("--maxsize", default=1 << 30, show_default=True, type=int, help="Bytes per shard.")
-def pack_cmd(cache, out, seed, normalization, clamp, maxcount, maxsize):
+@click.option("--no-verify-cache", is_flag=True, help="Skip checking the cache shards' sha256 before reading.")
+def pack_cmd(cache, out, seed, normalization, clamp, maxcount, maxsize, no_verify_cache):
     """Write CACHE as shuffled webdataset shards + text embeddings + pack_meta.json."""
     from cache_jobs.pack import PackConfig, pack
 
     res = pack(cache, out, PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount,
-                                      maxsize=maxsize))
+                                      maxsize=maxsize, verify_cache=not no_verify_cache))
     click.echo(json.dumps(res, indent=1))

@@ -7,8 +7,9 @@
               state.npy          float32 [S]      normalized, clamped to +-clamp
               action_is_pad.npy  bool [32];  frame_is_pad.npy  bool [9]
               prompt.txt         sha256 of the prompt -> text embeddings beside the shards
+              sha256             checksum of the sample's members (schemas/checksums.py), checked by the trainer
     SHARDS/text_embeddings.safetensors   {sha256: bf16 [128, D], sha256 + ".mask": bool [128]}  (once)
-    SHARDS/pack_meta.json                schemas.pack.PackMeta + {clamp, seed, shards, cache}
+    SHARDS/pack_meta.json                schemas.pack.PackMeta + {clamp, seed, shards, cache, shard_samples}
 
 Normalization uses the dataset stats recorded in the cache manifest and `schemas.pack.normalize` (the one
 definition the trainer's unnormalize mirrors). Output is written to a temp dir and renamed into place.
@@ -28,6 +29,7 @@ import zarr
 
 from cache_jobs import store as S
 from schemas import cache as C
+from schemas.checksums import SAMPLE_CHECKSUM, seal_sample
 from schemas.errors import SchemaError, WamdataError
 from schemas.pack import NORM_MODES, NORM_STATS, PackMeta, normalize
 
@@ -40,6 +42,7 @@ class PackConfig:
     maxcount: int = 10_000             # samples per shard
     maxsize: int = 1 << 30             # bytes per shard
     read_block: int = 2048             # rows read from zarr at once
+    verify_cache: bool = True          # check every cache shard's sha256 (as `wamdata verify`) before reading
 
     def __post_init__(self):
         if self.normalization not in NORM_MODES:
@@ -76,6 +79,9 @@ def pack(cache: str | Path, out: str | Path, cfg: PackConfig = PackConfig()) -> 
         raise WamdataError(f"{cache}: cache is not complete; finish `wamdata cache` first")
     if out.exists() and any(out.iterdir()):
         raise WamdataError(f"{out}: exists and is not empty; pack into a new directory")
+    if cfg.verify_cache and not (res := S.verify(cache))["ok"]:
+        raise WamdataError(f"{cache}: cache failed its checksums ({len(res['errors'])} problem(s), first: "
+                           f"{res['errors'][0]}); rebuild it with `wamdata cache` (`wamdata verify` lists all)")
     g = zarr.open_group(str(cache), mode="r")
     A, Sd = int(man["action_dim"]), int(man["state_dim"])
     a_stats = _stats_for(man, "action", cfg.normalization, A)
@@ -87,7 +93,7 @@ def pack(cache: str | Path, out: str | Path, cfg: PackConfig = PackConfig()) -> 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    names = {}
+    names, counts = {}, {}
     with wds.ShardWriter(str(tmp / C.SHARD_PATTERN), maxcount=cfg.maxcount, maxsize=cfg.maxsize, verbose=0,
                          mtime=0.0) as w:
         for b0 in range(0, len(order), cfg.read_block):
@@ -100,7 +106,7 @@ def pack(cache: str | Path, out: str | Path, cfg: PackConfig = PackConfig()) -> 
             acts = normalize_clamped(data[C.ARR_ACTIONS][pos], cfg.normalization, a_stats, cfg.clamp)
             sts = normalize_clamped(data[C.ARR_STATE][pos], cfg.normalization, s_stats, cfg.clamp)
             for j, p in enumerate(pos):
-                w.write({
+                w.write(seal_sample({
                     "__key__": C.sample_key(int(data[C.ARR_EPISODE][p]), int(data[C.ARR_T][p])),
                     C.SAMPLE_LATENTS: data[C.ARR_LATENTS][p],
                     C.SAMPLE_ACTIONS: acts[j],
@@ -108,7 +114,8 @@ def pack(cache: str | Path, out: str | Path, cfg: PackConfig = PackConfig()) -> 
                     C.SAMPLE_ACTION_IS_PAD: data[C.ARR_ACTION_IS_PAD][p],
                     C.SAMPLE_FRAME_IS_PAD: data[C.ARR_FRAME_IS_PAD][p],
                     C.SAMPLE_PROMPT: keys[int(data[C.ARR_PROMPT][p])],
-                })
+                }))
+                counts[Path(w.fname).name] = w.count
         names = sorted(p.name for p in tmp.glob("*.tar"))
     _write_text(g, keys, tmp / C.PACK_TEXT)
     meta = PackMeta(normalization=cfg.normalization, action_dim=A, state_dim=Sd,
@@ -119,7 +126,8 @@ def pack(cache: str | Path, out: str | Path, cfg: PackConfig = PackConfig()) -> 
     full = {**meta.to_dict(), "clamp": cfg.clamp, "seed": cfg.seed, "shards": names, "cache": str(cache),
             "sample_keys": {"latents": C.SAMPLE_LATENTS, "actions": C.SAMPLE_ACTIONS, "state": C.SAMPLE_STATE,
                             "action_is_pad": C.SAMPLE_ACTION_IS_PAD, "frame_is_pad": C.SAMPLE_FRAME_IS_PAD,
-                            "prompt": C.SAMPLE_PROMPT}}
+                            "prompt": C.SAMPLE_PROMPT, "checksum": SAMPLE_CHECKSUM},
+            "sample_checksum": "sha256", "shard_samples": counts}
     (tmp / C.PACK_META).write_text(json.dumps(full, indent=1))
     if out.exists():
         out.rmdir()

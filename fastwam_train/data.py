@@ -10,13 +10,17 @@
 Order is deterministic: shard order shuffled per epoch with (seed, epoch), then a seeded sample
 buffer. A position is (epoch, samples consumed in that epoch); resuming skips that many raw samples
 of the same epoch before decoding. Ranks split shards (or samples, with fewer shards than ranks).
+Integrity: each sample's `sha256` member and each shard's sample count (pack_meta.json) are checked on read;
+DataConfig.on_corrupt="raise" (default) names shard and key, "skip" drops and counts them in `skipped`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import queue
 import random
+import tarfile
 import threading
 from collections.abc import Iterator
 from itertools import islice
@@ -38,6 +42,7 @@ from schemas.cache import (
     SAMPLE_PROMPT,
     SAMPLE_STATE,
 )
+from schemas.checksums import SAMPLE_CHECKSUM, sample_problem
 from schemas.errors import EpisodeError, WamdataError
 from schemas.pack import PackMeta
 
@@ -66,6 +71,10 @@ class PackedShards:
         if not self.urls:
             raise WamdataError(f"{self.root}: no shard-*.tar files")
         self.text = load_file(str(self.root / PACK_TEXT))
+        extra = json.loads((self.root / PACK_META).read_text())
+        self.checksummed = extra.get("sample_checksum") == "sha256"      # packs before checksums: none to check
+        self.shard_samples: dict[str, int] = extra.get("shard_samples") or {}
+        self.skipped: dict[str, int] = {}      # on_corrupt="skip": what was dropped, by shard name
 
     # -- one sample -------------------------------------------------------------------------------------
     def decode(self, s: dict) -> dict:
@@ -76,6 +85,8 @@ class PackedShards:
         expect = {SAMPLE_LATENTS: tuple(m.latent_shape), SAMPLE_ACTIONS: (m.action_horizon, m.action_dim),
                   SAMPLE_STATE: (m.state_dim,), SAMPLE_ACTION_IS_PAD: (m.action_horizon,),
                   SAMPLE_FRAME_IS_PAD: None}
+        if self.checksummed and (problem := sample_problem(s)) is not None:
+            raise EpisodeError(url, episode, SAMPLE_CHECKSUM, problem)
         for k in ARRAY_KEYS:
             if k not in s:
                 raise EpisodeError(url, episode, k, f"sample {key} lacks {k}")
@@ -116,13 +127,37 @@ class PackedShards:
         by_shard = len(urls) >= self.world
         if by_shard:
             urls = urls[self.rank::self.world]
-        it: Iterator[dict] = iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
+        it: Iterator[dict] = self._counted(urls)
         if not by_shard:
             it = islice(it, self.rank, None, self.world)
         if self.cfg.shuffle_buffer > 1:
             rng = random.Random(self.cfg.seed * 7919 + epoch * 31 + self.rank)
             it = wds.shuffle(self.cfg.shuffle_buffer, self.cfg.shuffle_buffer, rng=rng)(it)
         return it
+
+    def _counted(self, urls: list[str]) -> Iterator[dict]:
+        """Raw samples shard by shard; a shard that ends early or unreadably (e.g. a corrupted tar header, which
+        tarfile takes for the end of the archive) against pack_meta's per-shard count is an error."""
+        for url in urls:
+            n, err = 0, None
+            try:
+                for s in wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples()):
+                    n += 1
+                    yield s
+            except (tarfile.TarError, OSError, ValueError) as e:
+                err = f"{type(e).__name__}: {e}"
+            want = self.shard_samples.get(Path(url).name)
+            if err is None and (want is None or n == want):
+                continue
+            what = f"read {n} samples" + (f" of {want} (pack_meta.json)" if want is not None else "")
+            self._corrupt(EpisodeError(url, "-", "shard", what + (f", then {err}" if err else "")),
+                          url, (want - n) if want is not None and want > n else 1)
+
+    def _corrupt(self, err: EpisodeError, url: str, n: int = 1) -> None:
+        if self.cfg.on_corrupt == "raise":
+            raise err
+        name = Path(url).name
+        self.skipped[name] = self.skipped.get(name, 0) + n
 
     def samples(self, position: tuple[int, int] = (0, 0)) -> Iterator[tuple[dict, tuple[int, int]]]:
         """Endless decoded samples from `position`, each with the position after it."""
@@ -132,7 +167,14 @@ class PackedShards:
             for raw in islice(self.raw_epoch(epoch), skip, None):
                 n += 1
                 got = True
-                yield self.decode(raw), (epoch, n)
+                try:
+                    sample = self.decode(raw)
+                except EpisodeError as e:
+                    if e.key != SAMPLE_CHECKSUM:
+                        raise
+                    self._corrupt(e, raw.get("__url__", str(self.root)))
+                    continue
+                yield sample, (epoch, n)
             if not got and skip == 0:
                 raise EpisodeError(self.root, "-", "shards", f"rank {self.rank} received no samples")
             epoch, skip = epoch + 1, 0

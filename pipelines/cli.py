@@ -63,11 +63,14 @@ def ingest(raw, out, source, fmt, fps, workers, vcodec, crf, preset, task, camer
 @main.command()
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option("--no-videos", is_flag=True, help="skip counting video frames")
-def validate(dataset, no_videos):
-    """Exit 0 only when DATASET is a valid LeRobot dataset (schema, counts, timestamps, videos, stats)."""
+@click.option("--checksums/--no-checksums", default=None,
+              help="require / skip the sha256 check of every file against meta/checksums.json "
+                   "[default: check when the dataset has one]")
+def validate(dataset, no_videos, checksums):
+    """Exit 0 only when DATASET is a valid LeRobot dataset (schema, counts, timestamps, videos, stats, checksums)."""
     from pipelines.validate import validate as run
 
-    problems = run(dataset, check_videos=not no_videos)
+    problems = run(dataset, check_videos=not no_videos, checksums=checksums)
     for p in problems:
         click.echo(f"INVALID: {p}")
     if problems:
