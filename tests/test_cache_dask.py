@@ -74,3 +74,29 @@ def test_lost_workers_units_are_retried_and_job_goes_on(tmp_path):
     assert got["num_chunks"] == ref["num_chunks"] == 30 and not got["failed_episodes"]
     assert got["units_run"] == 4
     _assert_same_cache(tmp_path / "dask", tmp_path / "ref")
+
+
+@pytest.mark.slow
+def test_unit_that_always_kills_its_worker_is_reported_and_the_rest_kept(tmp_path):
+    """A unit whose worker dies every time (dask's allowed-failures reached: KilledWorker) ends the job with one
+    WamdataError naming that unit, after every other unit is written; the rerun resumes only that unit."""
+    import dask
+    import distributed  # noqa: F401 - loads distributed's config defaults before dask.config.set records them
+
+    from schemas.errors import WamdataError
+
+    vae, text = tiny_models(tmp_path)
+    data = write_npz_dataset(tmp_path / "data", [10, 6, 9, 5])
+    lay = layout_file(tmp_path)
+    (data / "kill_always_2").touch()                    # episode 2 = unit 2 of 4
+    cfg = job_config(data, tmp_path / "c", vae, text, lay, workers=2, reader="_factories_cache:KillOnceReader")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with pytest.raises(WamdataError, match=r"1 task\(s\) failed after retries on other workers \(unit-2: "
+                                               r"KilledWorker.*rerun the same command to resume"):
+            run_cache(cfg, progress=False)
+    assert sorted(p.name for p in (tmp_path / "c" / S.UNITS_DIR).glob("unit-*.json")) == [
+        "unit-000000.json", "unit-000001.json", "unit-000003.json"]
+    (data / "kill_always_2").unlink()
+    got = run_cache(cfg, progress=False)
+    assert got["units_run"] == 1 and got["units_skipped"] == 3 and got["num_chunks"] == 30
+    assert S.verify(tmp_path / "c")["ok"]
