@@ -1,5 +1,7 @@
 """The cache job on a local 2-worker dask.distributed cluster: same cache as in-process, one model load per worker."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import zarr
@@ -100,3 +102,23 @@ def test_unit_that_always_kills_its_worker_is_reported_and_the_rest_kept(tmp_pat
     got = run_cache(cfg, progress=False)
     assert got["units_run"] == 1 and got["units_skipped"] == 3 and got["num_chunks"] == 30
     assert S.verify(tmp_path / "c")["ok"]
+
+
+@pytest.mark.slow
+def test_stalled_worker_ends_the_job_within_the_bound(tmp_path):
+    """A worker that stops making progress (alive, never finishing) ends the wait after the stall bound with one
+    WamdataError naming the pending units, instead of hanging the driver."""
+    import time
+
+    from schemas.errors import WamdataError
+
+    vae, text = tiny_models(tmp_path)
+    data = write_npz_dataset(tmp_path / "data", [6, 5])
+    (data / "hang_0").touch()
+    cfg = job_config(data, tmp_path / "c", vae, text, layout_file(tmp_path), workers=1,
+                     reader="_factories_cache:KillOnceReader")
+    cfg = replace(cfg, cluster=replace(cfg.cluster, stall_timeout_s=30.0))
+    t0 = time.monotonic()
+    with pytest.raises(WamdataError, match=r"no task finished in 30 s \(2 pending: unit-0, unit-1\)"):
+        run_cache(cfg, progress=False)
+    assert time.monotonic() - t0 < 600                   # far below the hour the worker sleeps
