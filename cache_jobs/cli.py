@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from schemas.errors import WamdataError
+from schemas.cli_errors import out_dir
 
 
 @click.command("cache")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Cache directory (zarr v3).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=out_dir,
+              help="Cache directory (zarr v3).")
 @click.option("--layout", default="libero", show_default=True, help="libero | robotwin | layout JSON file.")
 @click.option("--vae", "vae_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="AutoencoderKLWan dir (from_pretrained), e.g. Wan2.2-TI2V-5B-Diffusers/vae.")
@@ -31,9 +31,11 @@ from schemas.errors import WamdataError
 @click.option("--rows-per-shard", default=64, show_default=True, type=int)
 @click.option("--unit-rows", default=256, show_default=True, type=int, help="Rows per work unit (task).")
 @click.option("--reader", default=None, help="Dataset reader 'module:Class' (default: the LeRobot reader).")
+@click.option("--stall-timeout", default=3600.0, show_default=True, type=float, help="Seconds to wait for the "
+              "first unit before giving up (then 20x the slowest gap between finished units).")
 @click.option("--no-progress", is_flag=True)
 def cache_cmd(dataset, out, layout, vae_dir, text_dir, stride, workers, scheduler, batch_size, dtype, device,
-              rows_per_shard, unit_rows, reader, no_progress):
+              rows_per_shard, unit_rows, reader, stall_timeout, no_progress):
     """Encode DATASET's 9-frame chunks with the Wan2.2 VAE (+ umT5 prompts) into a resumable zarr cache."""
     from cache_jobs.config import DEFAULT_READER, CacheJobConfig, ClusterConfig, DatasetConfig, StoreConfig
     from cache_jobs.job import run_cache
@@ -41,17 +43,14 @@ def cache_cmd(dataset, out, layout, vae_dir, text_dir, stride, workers, schedule
     from cache_jobs.tiling import TilingConfig
     from schemas.chunks import ChunkSpec
 
-    try:
-        cfg = CacheJobConfig(
-            dataset=DatasetConfig(dataset, reader=reader or DEFAULT_READER), out=out,
-            vae=VaeConfig(vae_dir, dtype=dtype, device=device, batch_size=batch_size),
-            text=TextConfig(text_dir, dtype=dtype, device=device), tiling=TilingConfig(layout),
-            chunks=ChunkSpec(start_stride=stride),
-            store=StoreConfig(rows_per_shard=rows_per_shard, unit_rows=unit_rows),
-            cluster=ClusterConfig(workers=workers, scheduler=scheduler))
-        summary = run_cache(cfg, progress=not no_progress)
-    except WamdataError as e:
-        raise click.ClickException(str(e)) from e
+    cfg = CacheJobConfig(
+        dataset=DatasetConfig(dataset, reader=reader or DEFAULT_READER), out=out,
+        vae=VaeConfig(vae_dir, dtype=dtype, device=device, batch_size=batch_size),
+        text=TextConfig(text_dir, dtype=dtype, device=device), tiling=TilingConfig(layout),
+        chunks=ChunkSpec(start_stride=stride),
+        store=StoreConfig(rows_per_shard=rows_per_shard, unit_rows=unit_rows),
+        cluster=ClusterConfig(workers=workers, scheduler=scheduler, stall_timeout_s=stall_timeout))
+    summary = run_cache(cfg, progress=not no_progress)
     click.echo(json.dumps(summary, indent=1))
     if summary["failed_episodes"]:
         click.echo(f"{len(summary['failed_episodes'])} episode(s) failed; see {out}/cache_report.json", err=True)
@@ -65,12 +64,14 @@ def verify_cmd(cache):
 
     res = verify(cache)
     click.echo(json.dumps(res, indent=1))
-    sys.exit(0 if res["ok"] else 1)
+    if not res["ok"]:
+        raise click.ClickException(f"{cache}: {len(res['errors'])} problem(s), first: {res['errors'][0]}")
 
 
 @click.command("pack")
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output shard directory.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=out_dir,
+              help="Output shard directory.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Shuffle seed (deterministic).")
 @click.option("--norm", "normalization", default="min_max", show_default=True,
               type=click.Choice(["min_max", "mean_std", "quantile", "none"]),
@@ -93,25 +94,23 @@ def verify_cmd(cache):
 @click.option("--clamp", default=5.0, show_default=True, type=float)
 @click.option("--maxcount", default=10_000, show_default=True, type=int, help="Samples per shard.")
 @click.option("--maxsize", default=1 << 30, show_default=True, type=int, help="Bytes per shard.")
+@click.option("--no-verify-cache", is_flag=True, help="Skip checking the cache shards' sha256 before reading.")
 def pack_cmd(caches, out, seed, normalization, stats_mode, stats_file, stats_key, val_proportion, split_seed,
-             delta_action_mask, clamp, maxcount, maxsize):
+             delta_action_mask, clamp, maxcount, maxsize, no_verify_cache):
     """Write CACHES (one or more of the same dims) as shuffled webdataset shards + text embeddings +
     pack_meta.json + dataset_stats.json, the val split in OUT/val/."""
     from cache_jobs.pack import PackConfig, SplitConfig, StatsConfig, pack
 
-    try:
-        cfg = PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount, maxsize=maxsize,
-                         stats=StatsConfig(stats_mode, stats_file, stats_key),
-                         split=SplitConfig(val_proportion, split_seed), delta_action_mask=delta_action_mask)
-        res = pack(list(caches), out, cfg)
-    except WamdataError as e:
-        raise click.ClickException(str(e)) from e
+    cfg = PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount, maxsize=maxsize,
+                     stats=StatsConfig(stats_mode, stats_file, stats_key),
+                     split=SplitConfig(val_proportion, split_seed), delta_action_mask=delta_action_mask, verify_cache=not no_verify_cache)
+    res = pack(list(caches), out, cfg)
     click.echo(json.dumps(res, indent=1))
 
 
 @click.command("export-fastwam")
 @click.argument("shards", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=out_dir,
               help="Directory: OUT/dataset_stats.json and OUT/text_embeds_cache/*.pt")
 @click.option("--encoder-id", default="wan22ti2v5b", show_default=True,
               help="Text-encoder id in Fast-WAM's cache file names ({sha256}.t5_len{L}.{id}.pt).")
@@ -120,8 +119,5 @@ def export_fastwam_cmd(shards, out, encoder_id):
     (point text_embedding_cache_dir at OUT/text_embeds_cache) and its dataset_stats.json (pretrained_norm_stats)."""
     from cache_jobs.export_fastwam import export_fastwam
 
-    try:
-        res = export_fastwam(shards, out, encoder_id=encoder_id)
-    except WamdataError as e:
-        raise click.ClickException(str(e)) from e
+    res = export_fastwam(shards, out, encoder_id=encoder_id)
     click.echo(json.dumps(res, indent=1))

@@ -43,7 +43,10 @@ def load_reader_class(spec: str):
     mod, _, name = spec.partition(":")
     if not name:
         raise SchemaError(f"reader must be 'module:Class', got {spec!r}")
-    return getattr(importlib.import_module(mod), name)
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise SchemaError(f"reader {spec!r} cannot be loaded: {type(e).__name__}: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,16 @@ class ClusterConfig:
     workers: int | None = None    # None: one per GPU, else 1 CPU worker; 0 = in-process (no dask)
     scheduler: str | None = None  # tcp://HOST:PORT of an existing dask scheduler
     threads_per_worker: int = 1
+    retries: int = 2              # extra runs of a task that raised (a lost worker's task is rerun by the scheduler)
+    stall_timeout_s: float = 3600.0   # longest wait for the first task; then stall_factor x the slowest gap seen
+    stall_factor: float = 20.0
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 0:
             raise SchemaError(f"workers must be >= 0, got {self.workers}")
+        if self.retries < 0 or self.stall_timeout_s <= 0 or self.stall_factor <= 0:
+            raise SchemaError(f"retries must be >= 0 and stall_timeout_s, stall_factor positive, got "
+                              f"{self.retries}, {self.stall_timeout_s}, {self.stall_factor}")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from cache_jobs.config import CacheJobConfig, load_reader_class, package_version
 from cache_jobs.models import TextEncoder, VaeEncoder, _cached, dir_digest, resolve_dtype
 from cache_jobs.tiling import Tiler, load_layout
 from schemas import cache as C
-from schemas.errors import EpisodeError, SchemaError
+from schemas.errors import EpisodeError, SchemaError, WamdataError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,10 @@ def plan_job(cfg: CacheJobConfig) -> dict:
     units, n_rows = S.make_plan(eps, cfg.chunks, cfg.store.rows_per_shard, cfg.store.unit_rows)
     from diffusers import AutoencoderKLWan
 
-    vcfg = AutoencoderKLWan.load_config(cfg.vae.model_dir)
+    try:
+        vcfg = AutoencoderKLWan.load_config(cfg.vae.model_dir)
+    except (OSError, ValueError) as e:
+        raise SchemaError(f"--vae {cfg.vae.model_dir}: not an AutoencoderKLWan directory ({e})") from e
     sp = int(vcfg["scale_factor_spatial"])
     lay = resolved.layout
     if lay.height % sp or lay.width % sp:
@@ -217,6 +220,27 @@ def run_cache(cfg: CacheJobConfig, progress: bool = True) -> dict:
     return {**report, "seconds": time.perf_counter() - t0}
 
 
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What a task's result raises when its worker (or the connection to it) is lost for good; any other error
+    of a task is the task's own and propagates."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    return (FutureCancelledError, CommClosedError, KilledWorker)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}"
+
+
+def _stall_error(items, bound: float, key) -> WamdataError:
+    names = sorted(key(it) for it in items)
+    return WamdataError(f"no task finished in {bound:.0f} s ({len(names)} pending: {', '.join(names[:5])}"
+                        f"{' …' if len(names) > 5 else ''}); finished units are kept, rerun to resume")
+
+
 def _read_json(p: Path) -> dict | None:
     try:
         return json.loads(p.read_text())
@@ -268,20 +292,52 @@ class _executor:
     def call(self, fn, *args):
         if self.client is None:
             return fn(*args)
-        return self.client.submit(fn, *args, pure=False).result()
+        cc = self.cfg.cluster
+        fut = self.client.submit(fn, *args, pure=False, retries=cc.retries)
+        try:
+            return fut.result(timeout=cc.stall_timeout_s)
+        except TimeoutError as e:
+            raise _stall_error([fn.__name__], cc.stall_timeout_s, str) from e
+        except _lost_errors() as e:
+            raise WamdataError(f"{fn.__name__} failed after retries on other workers: {_one_line(e)}") from e
 
-    def map_unordered(self, fn, cfg, units):
+    def map_unordered(self, fn, cfg, items, key=lambda u: f"unit-{u.index}"):
+        """Yield (item, fn(cfg, item)) as they finish. On dask: nothing is scattered (a task whose worker dies
+        is recomputed elsewhere: the scheduler reruns it up to `allowed-failures` times, `retries` covers errors
+        raised in it); an item that still fails, or a wait past the stall bound, ends in a WamdataError that
+        names it after every other item has finished (their results are kept, a rerun resumes)."""
         if self.client is None:
-            for u in units:
+            for u in items:
                 yield u, fn(cfg, u)
             return
-        from dask.distributed import as_completed
+        from dask.distributed import wait
 
-        cfg_f = self.client.scatter(cfg, broadcast=True)
-        futs = {self.client.submit(fn, cfg_f, u, pure=False, key=f"unit-{u.index}-{time.time_ns()}"): u
-                for u in units}
-        for fut in as_completed(futs):
-            yield futs[fut], fut.result()
+        cc = self.cfg.cluster
+        submit = {}
+        for it in items:
+            submit[self.client.submit(fn, cfg, it, pure=False, retries=cc.retries,
+                                      key=f"{key(it)}-{time.time_ns()}")] = it
+        pending, failed, slowest, t_last = dict(submit), [], 0.0, time.monotonic()
+        while pending:
+            bound = cc.stall_timeout_s if not slowest else max(60.0, cc.stall_factor * slowest)
+            try:
+                done = wait(list(pending), timeout=bound, return_when="FIRST_COMPLETED").done
+            except TimeoutError as e:
+                raise _stall_error(pending.values(), bound, key) from e
+            now = time.monotonic()
+            slowest, t_last = max(slowest, now - t_last), now
+            for fut in done:
+                it = pending.pop(fut)
+                try:
+                    res = fut.result(timeout=cc.stall_timeout_s)
+                except _lost_errors() as e:
+                    failed.append(f"{key(it)}: {_one_line(e)}")
+                    log.error("%s failed: %s", key(it), failed[-1])
+                    continue
+                yield it, res
+        if failed:
+            raise WamdataError(f"{len(failed)} task(s) failed after retries on other workers ({'; '.join(failed)}); "
+                               f"finished units are kept, rerun the same command to resume")
 
     def __exit__(self, *exc):
         if self.client is not None:

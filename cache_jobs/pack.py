@@ -12,8 +12,10 @@
               state.npy          float32 [S]      normalized, clamped to +-clamp
               action_is_pad.npy  bool [32];  frame_is_pad.npy  bool [9]
               prompt.txt         sha256 of the prompt -> text embeddings beside the shards
+              sha256             checksum of the sample's members (schemas/checksums.py), checked by the trainer
     SHARDS/text_embeddings.safetensors   {sha256: bf16 [128, D], sha256 + ".mask": bool [128]}  (once)
-    SHARDS/pack_meta.json                schemas.pack.PackMeta + {clamp, seed, shards, caches, split, stats, ...}
+    SHARDS/pack_meta.json                schemas.pack.PackMeta + {clamp, seed, shards, shard_samples, caches,
+                                         split, stats, ...}
     SHARDS/dataset_stats.json            the stats used, in Fast-WAM's format (cache_jobs.stats)
     SHARDS/val/                          the val episodes, a complete pack dir with the same stats (only when
                                          the val proportion is > 0)
@@ -35,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from cache_jobs import stats as ST
+from cache_jobs import store as S
 from cache_jobs.pack_input import PackInput
 from schemas import cache as C
+from schemas.checksums import SAMPLE_CHECKSUM, seal_sample
 from schemas.errors import SchemaError, WamdataError
 from schemas.pack import NORM_MODES, NORM_STATS, PackMeta, normalize
 
@@ -78,6 +82,7 @@ class PackConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     # "auto": LIBERO's mask for a libero-layout 7-D action, else none | "none" | action dims, e.g. "0,1,2,3,4,5"
     delta_action_mask: str = "auto"
+    verify_cache: bool = True          # check every cache shard's sha256 (as `wamdata verify`) before reading
 
     def __post_init__(self):
         if self.normalization not in NORM_MODES:
@@ -178,6 +183,11 @@ def pack(caches: str | Path | list[str | Path], out: str | Path, cfg: PackConfig
 def _pack(roots: list[str | Path], out: Path, cfg: PackConfig) -> dict:
     ins = [PackInput(r) for r in roots]
     _check_compatible(ins)
+    if cfg.verify_cache:
+        for i in ins:
+            if not (res := S.verify(i.root))["ok"]:
+                raise WamdataError(f"{i.root}: cache failed its checksums ({len(res['errors'])} problem(s), first: "
+                                   f"{res['errors'][0]}); rebuild it with `wamdata cache` (`wamdata verify` lists all)")
     splits = [ST.split_episodes(i.episodes, cfg.split.val_proportion, cfg.split.seed) for i in ins]
     ds_stats, source = _compute_stats(ins, [s[0] for s in splits], cfg.stats)
     norm = ST.norm_stats(ds_stats, cfg.stats.key, source)
@@ -195,7 +205,8 @@ def _pack(roots: list[str | Path], out: Path, cfg: PackConfig) -> dict:
         "delta_action_mask": None if mask is None else mask.tolist(), "config": asdict(cfg),
         "sample_keys": {"latents": C.SAMPLE_LATENTS, "actions": C.SAMPLE_ACTIONS, "state": C.SAMPLE_STATE,
                         "action_is_pad": C.SAMPLE_ACTION_IS_PAD, "frame_is_pad": C.SAMPLE_FRAME_IS_PAD,
-                        "prompt": C.SAMPLE_PROMPT}}
+                        "prompt": C.SAMPLE_PROMPT, "checksum": SAMPLE_CHECKSUM},
+        "sample_checksum": "sha256"}
     meta_kw = {"normalization": cfg.normalization, "action_dim": A, "state_dim": Sd,
                "latent_shape": tuple(ins[0].man["latent_shape"]), "text_dim": int(ins[0].g[C.ARR_TEXT_EMB].shape[-1]),
                "config_hash": hashes[0] if len(hashes) == 1 else
@@ -215,11 +226,12 @@ def _pack(roots: list[str | Path], out: Path, cfg: PackConfig) -> dict:
         res = {}
         for name, d, eps in parts:
             d.mkdir(exist_ok=True)
-            shards, n = _write_samples(ins, eps, d, cfg, a_stats, s_stats, mask)
+            shards, n, counts = _write_samples(ins, eps, d, cfg, a_stats, s_stats, mask)
             _write_text(text, d / C.PACK_TEXT)
             ST.write_fastwam_json(ds_stats, d / ST.FASTWAM_STATS_FILE)
             meta = PackMeta(num_samples=n, **meta_kw)
-            (d / C.PACK_META).write_text(json.dumps({**meta.to_dict(), **common, "split": name, "shards": shards},
+            (d / C.PACK_META).write_text(json.dumps({**meta.to_dict(), **common, "split": name, "shards": shards,
+                                                     "shard_samples": counts},
                                                     indent=1))
             res[name] = {"shards": shards, "num_samples": n}
         if out.exists():
@@ -232,7 +244,7 @@ def _pack(roots: list[str | Path], out: Path, cfg: PackConfig) -> dict:
 
 
 def _write_samples(ins: list[PackInput], episodes: list[list[int]], d: Path, cfg: PackConfig, a_stats: dict,
-                   s_stats: dict, mask: np.ndarray | None) -> tuple[list[str], int]:
+                   s_stats: dict, mask: np.ndarray | None) -> tuple[list[str], int, dict[str, int]]:
     import webdataset as wds
 
     src = np.concatenate([np.full(len(r), ci, np.int64) for ci, r in
@@ -243,6 +255,7 @@ def _write_samples(ins: list[PackInput], episodes: list[list[int]], d: Path, cfg
     keys = [list(i.g[C.ARR_TEXT_KEYS][:]) for i in ins]
     names = (C.ARR_LATENTS, C.ARR_ACTIONS, C.ARR_STATE, C.ARR_ACTION_IS_PAD, C.ARR_FRAME_IS_PAD, C.ARR_EPISODE,
              C.ARR_T, C.ARR_PROMPT)
+    counts: dict[str, int] = {}
     with wds.ShardWriter(str(d / C.SHARD_PATTERN), maxcount=cfg.maxcount, maxsize=cfg.maxsize, verbose=0,
                          mtime=0.0) as w:
         for b0 in range(0, len(rows), cfg.read_block):
@@ -259,7 +272,7 @@ def _write_samples(ins: list[PackInput], episodes: list[list[int]], d: Path, cfg
                 srt, arr = data[ci]
                 p = int(np.searchsorted(srt, r))
                 e, t = int(arr[C.ARR_EPISODE][p]), int(arr[C.ARR_T][p])
-                w.write({
+                w.write(seal_sample({
                     "__key__": C.sample_key(e, t) if len(ins) == 1 else f"{ci:02d}_{C.sample_key(e, t)}",
                     C.SAMPLE_LATENTS: arr[C.ARR_LATENTS][p],
                     C.SAMPLE_ACTIONS: arr[C.ARR_ACTIONS][p],
@@ -267,8 +280,9 @@ def _write_samples(ins: list[PackInput], episodes: list[list[int]], d: Path, cfg
                     C.SAMPLE_ACTION_IS_PAD: arr[C.ARR_ACTION_IS_PAD][p],
                     C.SAMPLE_FRAME_IS_PAD: arr[C.ARR_FRAME_IS_PAD][p],
                     C.SAMPLE_PROMPT: keys[ci][int(arr[C.ARR_PROMPT][p])],
-                })
-    return sorted(p.name for p in d.glob("*.tar")), len(rows)
+                }))
+                counts[Path(w.fname).name] = w.count
+    return sorted(p.name for p in d.glob("*.tar")), len(rows), counts
 
 
 def _text_table(ins: list[PackInput]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

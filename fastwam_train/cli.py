@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from fastwam_train.config import VARIANTS, TrainConfig
+from schemas.cli_errors import out_dir, out_file
 
 
 def _load_config(path: str | None) -> TrainConfig:
@@ -18,7 +19,8 @@ def _load_config(path: str | None) -> TrainConfig:
 
 @click.command("train")
 @click.argument("shards", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", "run", required=True, type=click.Path(file_okay=False), help="run directory")
+@click.option("-o", "--output", "run", required=True, type=click.Path(file_okay=False), callback=out_dir,
+              help="run directory")
 @click.option("--variant", type=click.Choice(VARIANTS), default=None, help="overrides model.variant")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TrainConfig JSON")
 @click.option("--steps", type=int, default=None, help="overrides loop.steps (schedule length)")
@@ -68,7 +70,7 @@ def train_cmd(shards, run, variant, config_path, steps, resume, wan_dir, action_
 @click.option("-n", "--num", default=4, show_default=True, help="samples to predict")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write keys/pred/gt (.npz)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=out_file, help="write keys/pred/gt (.npz)")
 def predict_cmd(run, shards, num, seed, device, output):
     """Predict 32-step action chunks (raw units) for the first samples of SHARDS with RUN."""
     from fastwam_train.infer import predict_shards

@@ -119,11 +119,14 @@ class DataConfig:
     shuffle_buffer: int = 64      # samples; shard order is reshuffled every epoch too
     prefetch: int = 4             # batches decoded ahead by a background thread (0 = inline)
     seed: int = 0
+    on_corrupt: str = "raise"     # a sample failing its checksum / a short shard: "raise" (named) or "skip" (counted)
 
     def __post_init__(self):
         _positive(self, "batch_size")
         if self.shuffle_buffer < 0 or self.prefetch < 0:
             raise SchemaError(f"shuffle_buffer and prefetch must be >= 0, got {self.shuffle_buffer}, {self.prefetch}")
+        if self.on_corrupt not in ("raise", "skip"):
+            raise SchemaError(f"on_corrupt must be 'raise' or 'skip', got {self.on_corrupt!r}")
 
 
 @dataclass(frozen=True)

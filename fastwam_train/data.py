@@ -11,13 +11,17 @@ Order is deterministic and global: shard order shuffled per epoch with (seed, ep
 sample buffer, identical on every rank; rank r decodes the samples whose global index is r mod world.
 A position is (epoch, samples of the global stream consumed in that epoch), the same on every rank, so
 a run resumes on any number of processes (skipping that many raw samples before decoding).
+Integrity: each sample's `sha256` member and each shard's sample count (pack_meta.json) are checked on read;
+DataConfig.on_corrupt="raise" (default) names shard and key, "skip" drops and counts them in `skipped`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import queue
 import random
+import tarfile
 import threading
 from collections.abc import Iterator
 from itertools import islice
@@ -39,7 +43,8 @@ from schemas.cache import (
     SAMPLE_PROMPT,
     SAMPLE_STATE,
 )
-from schemas.errors import EpisodeError
+from schemas.checksums import SAMPLE_CHECKSUM, sample_problem
+from schemas.errors import EpisodeError, WamdataError
 from schemas.pack import PackMeta
 
 ARRAY_KEYS = (SAMPLE_LATENTS, SAMPLE_ACTIONS, SAMPLE_STATE, SAMPLE_ACTION_IS_PAD, SAMPLE_FRAME_IS_PAD)
@@ -61,12 +66,16 @@ class PackedShards:
     def __init__(self, root: str | Path, cfg: DataConfig, rank: int = 0, world: int = 1):
         self.root, self.cfg, self.rank, self.world = Path(root), cfg, rank, world
         if not (self.root / PACK_META).is_file():
-            raise FileNotFoundError(f"{self.root}: no {PACK_META} (is this a `wamdata pack` output?)")
+            raise WamdataError(f"{self.root}: no {PACK_META} (is this a `wamdata pack` output?)")
         self.meta = PackMeta.load(self.root / PACK_META)
         self.urls = sorted(str(p) for p in self.root.glob("shard-*.tar"))
         if not self.urls:
-            raise FileNotFoundError(f"{self.root}: no shard-*.tar files")
+            raise WamdataError(f"{self.root}: no shard-*.tar files")
         self.text = load_file(str(self.root / PACK_TEXT))
+        extra = json.loads((self.root / PACK_META).read_text())
+        self.checksummed = extra.get("sample_checksum") == "sha256"      # packs before checksums: none to check
+        self.shard_samples: dict[str, int] = extra.get("shard_samples") or {}
+        self.skipped: dict[str, int] = {}      # on_corrupt="skip": what was dropped, by shard name
 
     # -- one sample -------------------------------------------------------------------------------------
     def decode(self, s: dict) -> dict:
@@ -77,6 +86,8 @@ class PackedShards:
         expect = {SAMPLE_LATENTS: tuple(m.latent_shape), SAMPLE_ACTIONS: (m.action_horizon, m.action_dim),
                   SAMPLE_STATE: (m.state_dim,), SAMPLE_ACTION_IS_PAD: (m.action_horizon,),
                   SAMPLE_FRAME_IS_PAD: None}
+        if self.checksummed and (problem := sample_problem(s)) is not None:
+            raise EpisodeError(url, episode, SAMPLE_CHECKSUM, problem)
         for k in ARRAY_KEYS:
             if k not in s:
                 raise EpisodeError(url, episode, k, f"sample {key} lacks {k}")
@@ -114,7 +125,7 @@ class PackedShards:
         """Undecoded samples of one epoch in the deterministic GLOBAL order (the same on every rank)."""
         urls = list(self.urls)
         random.Random(self.cfg.seed * 100003 + epoch).shuffle(urls)
-        it: Iterator[dict] = iter(wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples()))
+        it: Iterator[dict] = self._counted(urls)
         if self.cfg.shuffle_buffer > 1:
             rng = random.Random(self.cfg.seed * 7919 + epoch * 31)
             it = wds.shuffle(self.cfg.shuffle_buffer, self.cfg.shuffle_buffer, rng=rng)(it)
@@ -128,6 +139,30 @@ class PackedShards:
         """Global sample index since the start of training -> (epoch, samples of that epoch consumed)."""
         return divmod(int(global_index), self.epoch_len)
 
+    def _counted(self, urls: list[str]) -> Iterator[dict]:
+        """Raw samples shard by shard; a shard that ends early or unreadably (e.g. a corrupted tar header, which
+        tarfile takes for the end of the archive) against pack_meta's per-shard count is an error."""
+        for url in urls:
+            n, err = 0, None
+            try:
+                for s in wds.DataPipeline(wds.SimpleShardList([url]), wds.tarfile_to_samples()):
+                    n += 1
+                    yield s
+            except (tarfile.TarError, OSError, ValueError) as e:
+                err = f"{type(e).__name__}: {e}"
+            want = self.shard_samples.get(Path(url).name)
+            if err is None and (want is None or n == want):
+                continue
+            what = f"read {n} samples" + (f" of {want} (pack_meta.json)" if want is not None else "")
+            self._corrupt(EpisodeError(url, "-", "shard", what + (f", then {err}" if err else "")),
+                          url, (want - n) if want is not None and want > n else 1)
+
+    def _corrupt(self, err: EpisodeError, url: str, n: int = 1) -> None:
+        if self.cfg.on_corrupt == "raise":
+            raise err
+        name = Path(url).name
+        self.skipped[name] = self.skipped.get(name, 0) + n
+
     def samples(self, position: tuple[int, int] = (0, 0)) -> Iterator[tuple[dict, tuple[int, int]]]:
         """Endless decoded samples of this rank from `position` (a GLOBAL position, the same on every rank),
         each with the global position after it. Rank r takes the samples whose global index is r mod world, so
@@ -139,8 +174,15 @@ class PackedShards:
             for raw in islice(self.raw_epoch(epoch), skip, None):
                 n += 1
                 if ((epoch * n_ep + n - 1) - self.rank) % self.world == 0:
-                    yield self.decode(raw), (epoch, n)
-            if n != n_ep:
+                    try:
+                        sample = self.decode(raw)
+                    except EpisodeError as e:
+                        if e.key != SAMPLE_CHECKSUM:
+                            raise
+                        self._corrupt(e, raw.get("__url__", str(self.root)))
+                        continue
+                    yield sample, (epoch, n)
+            if n != n_ep and self.cfg.on_corrupt == "raise":
                 raise EpisodeError(self.root, "-", PACK_META, f"epoch {epoch} holds {n} samples, "
                                    f"{PACK_META} says num_samples={n_ep}")
             epoch, skip = epoch + 1, 0

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from pipelines.sources.base import ROBOTWIN_ACTIONS, ROBOTWIN_TASK_CHOICES
 from schemas import keys
-from schemas.errors import WamdataError
+from schemas.cli_errors import OneLineErrorGroup, debug_option, out_dir, out_file
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
+def main(debug):
     """wamdata: raw robot episodes -> LeRobot -> cached Wan2.2 latents -> Fast-WAM training."""
 
 
 @main.command()
 @click.argument("raw", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="output dataset directory")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=out_dir,
+              help="output dataset directory")
 @click.option("--source", type=click.Choice(["libero", "robotwin", "aloha", "mcap", "rosbag", "lerobot"]),
               help="raw format (detected when omitted)")
 @click.option("--format", "fmt", type=click.Choice(list(keys.CODEBASE_VERSIONS)), default=keys.V30,
@@ -62,21 +63,24 @@ def ingest(raw, out, source, fmt, fps, workers, vcodec, crf, preset, task, camer
 @main.command()
 @click.argument("dataset", type=click.Path(exists=True, path_type=Path))
 @click.option("--no-videos", is_flag=True, help="skip counting video frames")
-def validate(dataset, no_videos):
-    """Exit 0 only when DATASET is a valid LeRobot dataset (schema, counts, timestamps, videos, stats)."""
+@click.option("--checksums/--no-checksums", default=None,
+              help="require / skip the sha256 check of every file against meta/checksums.json "
+                   "[default: check when the dataset has one]")
+def validate(dataset, no_videos, checksums):
+    """Exit 0 only when DATASET is a valid LeRobot dataset (schema, counts, timestamps, videos, stats, checksums)."""
     from pipelines.validate import validate as run
 
-    problems = run(dataset, check_videos=not no_videos)
+    problems = run(dataset, check_videos=not no_videos, checksums=checksums)
     for p in problems:
-        click.echo(f"INVALID: {p}", err=True)
+        click.echo(f"INVALID: {p}")
     if problems:
-        sys.exit(1)
+        raise click.ClickException(f"{dataset}: not a valid dataset ({len(problems)} problem(s), first: {problems[0]})")
     click.echo(f"{dataset}: valid")
 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="PNG to write")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=out_file, help="PNG to write")
 @click.option("--episode", type=int, default=0, show_default=True)
 @click.option("--frames", type=int, default=8, show_default=True, help="frames per camera row")
 def inspect(path, out, episode, frames):
@@ -95,7 +99,8 @@ def inspect(path, out, episode, frames):
 
 
 @main.command()
-@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="demo output directory")
+@click.option("-o", "--out", required=True, type=click.Path(path_type=Path), callback=out_dir,
+              help="demo output directory")
 @click.option("--episodes", type=int, default=4, show_default=True, help="LIBERO demos to generate")
 @click.option("--steps", type=int, default=40, show_default=True, help="training steps of the tiny model")
 @click.option("--stride", type=int, default=8, show_default=True, help="chunk start stride of the demo cache")
@@ -121,8 +126,4 @@ _register()
 
 
 def run():
-    try:
-        main(standalone_mode=True)
-    except WamdataError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    main(standalone_mode=True)

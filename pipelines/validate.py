@@ -1,7 +1,8 @@
 """`wamdata validate DATASET`: check a LeRobot dataset against its own metadata.
 
     DATASET/meta/info.json + episodes + tasks + stats, data parquet, videos
-      -> list of problems (empty = valid): schema, counts, indices, timestamps, video frame counts, stats
+      -> list of problems (empty = valid): schema, counts, indices, timestamps, video frame counts, stats,
+         and the sha256 of every data/video/meta file against meta/checksums.json (schemas/checksums.py)
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import numpy as np
 from pipelines.lerobot_io.reader import LeRobotReader
 from pipelines.lerobot_io.video import count_frames
 from schemas import keys
+from schemas.checksums import check_dataset_checksums
 from schemas.errors import WamdataError
 
 
-def validate(root: str | Path, check_videos: bool = True) -> list[str]:
+def validate(root: str | Path, check_videos: bool = True, checksums: bool | None = None) -> list[str]:
+    """`checksums`: None checks meta/checksums.json when the dataset has one; True also requires it; False skips."""
+    sums = [] if checksums is False else check_dataset_checksums(root, require=bool(checksums))
+    return sums + _validate(root, check_videos)
+
+
+def _validate(root: str | Path, check_videos: bool) -> list[str]:
     try:
         r = LeRobotReader(root)
         episodes, tasks = r.episodes, r.tasks

@@ -34,6 +34,7 @@ QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 
 # -- meta files ----------------------------------------------------------------------------------
 INFO_PATH = "meta/info.json"
+DATASET_CHECKSUMS = "meta/checksums.json"   # ours: sha256 per data/video/meta file (schemas/checksums.py)
 STATS_PATH = "meta/stats.json"
 # v3.0
 TASKS_PARQUET_PATH = "meta/tasks.parquet"

@@ -122,3 +122,26 @@ def job_config(data: Path, out: Path, vae: Path, text: Path, layout: Path | str,
         tiling=TilingConfig(str(layout)), chunks=ChunkSpec(start_stride=start_stride),
         store=StoreConfig(rows_per_shard=rows_per_shard, unit_rows=unit_rows),
         cluster=ClusterConfig(workers=workers, scheduler=scheduler))
+
+
+class KillOnceReader(NpzReader):
+    """NpzReader whose process dies (SIGKILL, as from the OOM killer) the first time any process decodes an episode
+    E for which `root/kill_E` exists; the file is claimed by an atomic rename to `root/killed_E`, so exactly one
+    process dies per such episode; `root/kill_always_E` kills every process that decodes E, `root/hang_E` makes it
+    sleep for an hour."""
+
+    def episode_frames(self, ep: int, key: str) -> np.ndarray:
+        import os
+        import signal
+
+        if (self.root / f"kill_always_{ep}").exists():
+            os.kill(os.getpid(), signal.SIGKILL)
+        if (self.root / f"hang_{ep}").exists():         # a stalled worker: alive, never finishing
+            import time
+
+            time.sleep(3600)
+        try:
+            (self.root / f"kill_{ep}").rename(self.root / f"killed_{ep}")
+        except FileNotFoundError:   # not marked, or another process claimed it
+            return super().episode_frames(ep, key)
+        os.kill(os.getpid(), signal.SIGKILL)

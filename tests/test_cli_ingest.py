@@ -34,4 +34,4 @@ def test_ingest_cli_rejects_bad_options(libero_raw, tmp_path):
     res = CliRunner().invoke(main, ["ingest", str(raw), "-o", str(tmp_path / "x"), "--format", "v9"])
     assert res.exit_code == 2 and "v9" in res.output
     res = CliRunner().invoke(main, ["ingest", str(raw), "-o", str(tmp_path / "x"), "--fps", "-3"])
-    assert res.exit_code != 0 and "fps must be positive, got -3.0" in str(res.exception)
+    assert res.exit_code == 1 and "fps must be positive, got -3.0" in res.stderr and "Traceback" not in res.output

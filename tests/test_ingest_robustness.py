@@ -156,7 +156,8 @@ def test_validate_catches_broken_datasets(libero_raw, tmp_path):
     stats = json.loads((tmp_path / "ds/meta/stats.json").read_text())
     del stats["action"]["q99"]
     (tmp_path / "ds/meta/stats.json").write_text(json.dumps(stats))
-    assert validate(tmp_path / "ds") == ["stats.json: feature 'action' is missing ['q99']"]
+    assert validate(tmp_path / "ds", checksums=False) == ["stats.json: feature 'action' is missing ['q99']"]
+    assert f"{tmp_path / 'ds/meta/stats.json'}: sha256 mismatch" in validate(tmp_path / "ds")[0]   # edited after ingest
     mp4 = tmp_path / "ds/videos/observation.images.image/chunk-000/file-000.mp4"
     mp4.unlink()
     assert any("video file missing" in p for p in validate(tmp_path / "ds"))

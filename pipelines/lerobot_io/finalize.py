@@ -27,6 +27,7 @@ from pipelines.lerobot_io import stats as S
 from pipelines.lerobot_io.staging import FRAMES, VideoConfig
 from pipelines.lerobot_io.video import CODEC_NAMES, concat_videos
 from schemas import keys
+from schemas.checksums import write_dataset_checksums
 from schemas.dataset import EpisodeMeta, Task
 from schemas.features import DatasetInfo, Feature, default_features, video_feature
 
@@ -156,6 +157,7 @@ def finalize(out: Path, staged: list[Path], summaries: list[dict], fps: float, v
                        data_files_size_in_mb=data_mb, video_files_size_in_mb=video_mb,
                        total_chunks=None if fmt == keys.V30 else n_chunks,
                        total_videos=None if fmt == keys.V30 else len(episodes) * len(video_keys))
+    write_dataset_checksums(out)                      # sha256 per data/video/meta file, before info.json
     write_json(out / keys.INFO_PATH, info.to_dict())  # last: marks the dataset complete
     return info
 
