@@ -103,7 +103,8 @@ def pack_cmd(caches, out, seed, normalization, stats_mode, stats_file, stats_key
 
     cfg = PackConfig(seed=seed, normalization=normalization, clamp=clamp, maxcount=maxcount, maxsize=maxsize,
                      stats=StatsConfig(stats_mode, stats_file, stats_key),
-                     split=SplitConfig(val_proportion, split_seed), delta_action_mask=delta_action_mask, verify_cache=not no_verify_cache)
+                     split=SplitConfig(val_proportion, split_seed),
+                     delta_action_mask=delta_action_mask, verify_cache=not no_verify_cache)
     res = pack(list(caches), out, cfg)
     click.echo(json.dumps(res, indent=1))
 
