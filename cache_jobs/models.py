@@ -50,21 +50,21 @@ def vae_digest(path: str | Path) -> str:
     the Wan release file and its diffusers conversion give the same digest)."""
     from cache_jobs.weights.component import open_component
 
-    return open_component(path, "vae").digest()
+    return open_component(path, "vae").verify().digest()
 
 
 def text_digest(path: str | Path, tokenizer: str | Path) -> str:
     from cache_jobs.weights.component import open_component
     from cache_jobs.weights.resolve import tokenizer_digest
 
-    return f"{open_component(path, 'text').digest()}+{tokenizer_digest(tokenizer)}"
+    return f"{open_component(path, 'text').verify().digest()}+{tokenizer_digest(tokenizer)}"
 
 
 def vae_config(path: str | Path) -> dict:
     """AutoencoderKLWan kwargs of the VAE at path (from its shapes; no weights read)."""
     from cache_jobs.weights.component import open_component
 
-    return open_component(path, "vae").config
+    return open_component(path, "vae").verify().config
 
 
 def bf16_bits(x: torch.Tensor) -> np.ndarray:

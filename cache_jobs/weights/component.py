@@ -27,7 +27,7 @@ import torch
 from cache_jobs.weights import dit as D
 from cache_jobs.weights import t5 as T
 from cache_jobs.weights import vae as V
-from cache_jobs.weights.tensors import TensorFile, weight_files
+from cache_jobs.weights.tensors import TensorFile, prefer_safetensors, weight_files
 from schemas.errors import SchemaError
 
 KINDS = {"vae": "a Wan2.2 VAE (diffusers vae/ dir, Wan2.2_VAE.pth or DiffSynth's Wan2.2_VAE.safetensors)",
@@ -166,6 +166,11 @@ class Component:
             return {k: v for k, v in T.umt5_config(self.config).to_dict().items() if k in T.ARCH_KEYS}
         return {k: v for k, v in self.config.items() if not k.startswith("_")}
 
+    def verify(self) -> Component:
+        """Strict name/shape check against the model built (on the meta device) from the config; no weights read."""
+        self.check(self.build_empty())
+        return self
+
     def digest(self) -> str:
         h = hashlib.sha256(json.dumps({"kind": self.kind, "arch": self.arch()}, sort_keys=True).encode())
         for t, x in self.iter_tensors():
@@ -250,7 +255,7 @@ def _survey(d: Path) -> dict[tuple[str, str] | None, list[Path]]:
         except SchemaError:
             found = None
         groups.setdefault(found, []).append(f)
-    return groups
+    return {k: prefer_safetensors(v) if k else v for k, v in groups.items()}
 
 
 def _found_text(d: Path, groups: dict) -> str:

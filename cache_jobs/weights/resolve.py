@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +34,24 @@ def is_tokenizer_dir(d: Path) -> bool:
     return d.is_dir() and any((d / f).is_file() for f in TOKENIZER_FILES[:2])
 
 
+def _is_text_config(p: Path) -> bool:
+    try:
+        cfg = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return cfg.get("model_type") in ("umt5", "t5") or any("T5" in a for a in cfg.get("architectures") or [])
+
+
 def find_tokenizer(text_path: Path, root: Path | None = None) -> Path:
     """The umT5 tokenizer dir that goes with a text encoder file/dir (or a model root)."""
     base = text_path if text_path.is_dir() else text_path.parent
+    cands = [base, base / WAN_TOKENIZER, base / "tokenizer"]
+    if _is_text_config(base / "config.json"):   # a diffusers text_encoder/ dir: the tokenizer is its sibling
+        cands.insert(1, base.parent / "tokenizer")
+    if root is not None:
+        cands += [root / "tokenizer", root / WAN_TOKENIZER]
     tried = []
-    for c in [base, base.parent / "tokenizer", base / WAN_TOKENIZER, base / "tokenizer"] + (
-            [root / "tokenizer", root / WAN_TOKENIZER] if root is not None else []):
+    for c in cands:
         if c in tried:
             continue
         tried.append(c)

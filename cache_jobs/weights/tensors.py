@@ -24,11 +24,13 @@ _WRAPPERS = ("model_state", "state_dict", "module", "model")
 
 def _load_pickle(path: Path) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:        # legacy (non-zip) torch.save files cannot be memory-mapped
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:    # legacy (non-zip) torch.save files cannot be memory-mapped
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:      # noqa: BLE001 - any unreadable file is one clear line
-        raise SchemaError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise SchemaError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {msg})") from None
     for _ in range(2):
         if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in _WRAPPERS \
                 and isinstance(next(iter(obj.values())), dict):
@@ -94,8 +96,12 @@ class TensorFile:
 
 
 def weight_files(d: Path) -> list[Path]:
-    """The weight files directly in dir d (not recursive), sorted; safetensors only when there are any
-    (diffusers/transformers repos may carry the same weights twice, as .safetensors and .bin)."""
-    files = sorted(p for p in Path(d).iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    """The weight files directly in dir d (not recursive), sorted."""
+    return sorted(p for p in Path(d).iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+
+
+def prefer_safetensors(files: list[Path]) -> list[Path]:
+    """Files holding one component: the .safetensors ones when there are any (HF repos may carry the same
+    weights twice, as .safetensors and .bin)."""
     st = [p for p in files if p.suffix == ".safetensors"]
     return st or files
