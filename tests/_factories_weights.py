@@ -166,14 +166,16 @@ def write_layouts(root: Path) -> dict[str, Path]:
     shutil.copytree(root / "tokenizer", hf / "tokenizer")
     dit = tiny_dit()
     dit.save_pretrained(hf / "transformer")
-    (hf / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline", "vae": ["diffusers", "AutoencoderKLWan"]}))
+    (hf / "model_index.json").write_text(json.dumps({"_class_name": "WanPipeline",
+                                                     "vae": ["diffusers", "AutoencoderKLWan"]}))
 
     rel = root / "release"
     rel.mkdir()
     torch.save(renamed(vae_sd, vae_release_name), rel / "Wan2.2_VAE.pth")
     torch.save(renamed(t5.state_dict(), t5_release_name), rel / "models_t5_umt5-xxl-enc-bf16.pth")
     shutil.copytree(root / "tokenizer", rel / "google" / "umt5-xxl")
-    save_file(renamed(dit.state_dict(), dit_release_name), str(rel / "diffusion_pytorch_model-00001-of-00001.safetensors"))
+    save_file(renamed(dit.state_dict(), dit_release_name),
+              str(rel / "diffusion_pytorch_model-00001-of-00001.safetensors"))
     (rel / "config.json").write_text(json.dumps(ORIGINAL_DIT_CONFIG))
 
     ds = root / "diffsynth"

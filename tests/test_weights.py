@@ -4,11 +4,12 @@ give a byte-identical cache; wrong files give one clear line; full-size name/sha
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from _factories_cache import READER, layout_file, write_npz_dataset
+from _factories_cache import READER, SMALL_LAYOUT, job_config, layout_file, write_npz_dataset
 from _factories_weights import (
     ORIGINAL_DIT_CONFIG,
     dit_release_name,
@@ -22,27 +23,32 @@ from _factories_weights import (
 from click.testing import CliRunner
 
 from cache_jobs.cli import cache_cmd, convert_cmd
+from cache_jobs.job import plan_job
 from cache_jobs.tiny_models import make_full_vae_config
 from cache_jobs.weights.component import open_component
 from cache_jobs.weights.resolve import resolve_paths
 from schemas import cache as C
 from schemas.errors import SchemaError
 
+LAYOUT32 = {"name": "small32", "height": 32, "width": 32, "cells": [
+    {"camera": c["camera"], "top": 0, "left": 16 * i, "height": 32, "width": 16}
+    for i, c in enumerate(SMALL_LAYOUT["cells"])]}
+
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("weights")
     lay = write_layouts(tmp / "w")
-    data = write_npz_dataset(tmp / "data", [6, 3])
+    data = write_npz_dataset(tmp / "data", [5, 3])
     res = CliRunner().invoke(convert_cmd, [str(lay["release"]), "-o", str(tmp / "converted")])
     assert res.exit_code == 0, res.output
-    lay.update(data=data, layout=layout_file(tmp), converted=tmp / "converted", tmp=tmp)
+    lay.update(data=data, layout=layout_file(tmp, LAYOUT32), converted=tmp / "converted", tmp=tmp)
     return lay
 
 
 def run_cache(w, out: Path, *args) -> tuple[int, str]:
     r = CliRunner().invoke(cache_cmd, [str(w["data"]), "-o", str(out), "--layout", str(w["layout"]), "--reader",
-                                       READER, "--workers", "0", "--no-progress", "--dtype", "float32", "--stride", "3",
+                                       READER, "--workers", "0", "--no-progress", "--dtype", "float32", "--stride", "4",
                                        *args])
     return r.exit_code, r.output
 
@@ -60,12 +66,8 @@ def test_same_cache_from_every_layout(weights, tmp_path):
     hf, rel, ds = w["diffusers"], w["release"], w["diffsynth"]
     variants = {
         "diffusers root": ["--model", str(hf)],
-        "diffusers components": ["--vae", str(hf / "vae"), "--text-encoder", str(hf / "text_encoder")],
         "release root": ["--model", str(rel)],
-        "release files": ["--vae", str(rel / "Wan2.2_VAE.pth"), "--text-encoder",
-                          str(rel / "models_t5_umt5-xxl-enc-bf16.pth")],
         "diffsynth root": ["--model", str(ds), "--tokenizer", str(w["tokenizer"])],
-        "mixed": ["--vae", str(ds / "Wan2.2_VAE.safetensors"), "--text-encoder", str(hf / "text_encoder")],
         "converted": ["--model", str(w["converted"])],
     }
     ref, ref_hash = None, None
@@ -82,6 +84,20 @@ def test_same_cache_from_every_layout(weights, tmp_path):
         assert got.keys() == ref.keys(), name
         assert [k for k in ref if got[k] != ref[k]] == [], name
         assert man["config_hash"] == ref_hash, name
+    # per-component overrides, files and mixed layouts resolve to the same weights: same cache key (plan only)
+    overrides = [
+        (None, str(hf / "vae"), str(hf / "text_encoder"), None),
+        (None, str(rel / "Wan2.2_VAE.pth"), str(rel / "models_t5_umt5-xxl-enc-bf16.pth"), None),
+        (None, str(ds / "Wan2.2_VAE.safetensors"), str(hf / "text_encoder"), None),
+        (str(ds), None, str(hf / "text_encoder" / "model.safetensors"), None),
+        (str(hf), str(rel), None, str(rel / "google" / "umt5-xxl")),
+    ]
+    for model, vae, text, tok in overrides:
+        p = resolve_paths(model, vae, text, tok)
+        cfg = job_config(w["data"], tmp_path / "plan", p.vae, p.text, w["layout"], start_stride=4, rows_per_shard=64,
+                         unit_rows=256)
+        cfg = replace(cfg, text=replace(cfg.text, tokenizer_dir=p.tokenizer))
+        assert plan_job(cfg)["config_hash"] == ref_hash, (model, vae, text, tok)
 
 
 def test_release_vae_and_t5_load_equal_to_diffusers(weights):
