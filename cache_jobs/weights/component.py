@@ -56,6 +56,14 @@ def tensor_file(paths: list[Path]) -> TensorFile:
     return _OPEN[key]
 
 
+def forget(paths) -> None:
+    """Drop the cached views of these files: a memory-mapped .pth's touched pages then leave the RSS once no
+    model tensor refers to them."""
+    names = {str(Path(p).resolve()) for p in paths}
+    for key in [k for k in _OPEN if any(f[0] in names for f in k)]:
+        del _OPEN[key]
+
+
 def classify(names: list[str]) -> tuple[str, str] | None:
     s = set(names)
     for (kind, layout), marks in _MARKERS.items():
@@ -150,6 +158,8 @@ class Component:
         if self.kind == "text":
             sd[T.TIED[0]] = sd[T.TIED[1]]
         model.load_state_dict(sd, strict=True, assign=True)
+        del sd
+        forget(self.files)
         left = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
         if left:
             raise SchemaError(f"{tf.describe()}: {left[0]!r} was not filled from the file")
@@ -177,6 +187,7 @@ class Component:
             x = x.contiguous()
             h.update(f"{t}|{x.dtype}|{tuple(x.shape)}|".encode())
             h.update(x.view(torch.uint8).numpy() if x.numel() else b"")
+        forget(self.files)
         return h.hexdigest()
 
 

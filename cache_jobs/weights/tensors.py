@@ -5,6 +5,7 @@
                         prefix, as DiffSynth/Fast-WAM write them, are looked through)
       .shape(name)      torch.Size, no data read
       .get(name)        the tensor (a copy for safetensors, a page-cache-backed view for mmap'd .pth)
+      forget(paths)     drop the cached views of these files (their mapped pages leave the RSS)
       .origin(name)     the file holding it (error messages name it)
 
 Several files (sharded checkpoints) are one view; a name in two files is an error.
@@ -52,11 +53,11 @@ class TensorFile:
         self._where: dict[str, tuple[Path, object]] = {}
         for p in self.paths:
             if p.suffix == ".safetensors":
-                try:
-                    st = safe_open(str(p), framework="pt")
+                try:            # names + shapes from the header; the file is opened again per tensor (get)
+                    with safe_open(str(p), framework="pt") as st:
+                        items = [(k, torch.Size(st.get_slice(k).get_shape())) for k in st.keys()]
                 except Exception as e:  # noqa: BLE001
                     raise SchemaError(f"{p}: not a readable safetensors file ({e})") from None
-                items = [(k, st) for k in st.keys()]
             elif p.suffix in WEIGHT_SUFFIXES:
                 sd = _load_pickle(p)
                 items = [(k, sd) for k in sd]
@@ -81,15 +82,18 @@ class TensorFile:
 
     def shape(self, name: str) -> torch.Size:
         _, src = self._where[self._prefix + name]
-        if isinstance(src, dict):
-            return src[self._prefix + name].shape
-        return torch.Size(src.get_slice(self._prefix + name).get_shape())
+        return src[self._prefix + name].shape if isinstance(src, dict) else src
 
     def get(self, name: str) -> torch.Tensor:
-        _, src = self._where[self._prefix + name]
+        """The tensor: a view of the memory-mapped .pth, or a copy read from the .safetensors file, whose
+        mapping is closed again at once (its pages do not stay in this process's RSS)."""
+        from safetensors import safe_open
+
+        path, src = self._where[self._prefix + name]
         if isinstance(src, dict):
             return src[self._prefix + name]
-        return src.get_tensor(self._prefix + name)
+        with safe_open(str(path), framework="pt") as st:
+            return st.get_tensor(self._prefix + name)
 
     def describe(self) -> str:
         return str(self.paths[0]) if len(self.paths) == 1 else f"{self.paths[0].parent}/ ({len(self.paths)} files)"
