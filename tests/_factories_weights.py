@@ -183,3 +183,39 @@ def write_layouts(root: Path) -> dict[str, Path]:
     save_file(renamed(vae_sd, vae_release_name), str(ds / "Wan2.2_VAE.safetensors"))
     save_file(renamed(t5.state_dict(), t5_release_name), str(ds / "models_t5_umt5-xxl-enc-bf16.safetensors"))
     return {"diffusers": hf, "release": rel, "diffsynth": ds, "tokenizer": root / "tokenizer"}
+
+
+# -- oracle fixtures: tiny weights in the release names, the official modules' outputs stored once -------
+ORACLE = Path(__file__).parent / "data" / "wan22_official_outputs.pt"
+ORACLE_T5 = {"vocab": 64, "dim": 32, "dim_attn": 32, "dim_ffn": 48, "num_heads": 4, "num_layers": 2, "num_buckets": 8}
+
+
+def oracle_release_weights() -> dict[str, dict]:
+    """Seeded tiny weights under the official release names: {"vae": {...}, "t5": {...}} (fp32)."""
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from cache_jobs.tiny_models import make_tiny_vae_config
+
+    c = ORACLE_T5
+    with torch.device("meta"):
+        vae = AutoencoderKLWan(**make_tiny_vae_config()).state_dict()
+        t5 = UMT5EncoderModel(UMT5Config(vocab_size=c["vocab"], d_model=c["dim"], d_kv=c["dim_attn"] // c["num_heads"],
+                                         d_ff=c["dim_ffn"], num_layers=c["num_layers"], num_heads=c["num_heads"],
+                                         relative_attention_num_buckets=c["num_buckets"])).state_dict()
+    out = {}
+    for kind, sd, rule, std in (("vae", vae, vae_release_name, 0.05), ("t5", t5, t5_release_name, 0.3)):
+        g = torch.Generator().manual_seed(11)
+        shapes = {rule(k): v.shape for k, v in sd.items() if rule(k) is not None}
+        out[kind] = {k: torch.randn(shapes[k], generator=g) * std for k in sorted(shapes)}
+    return out
+
+
+def oracle_inputs() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(12)
+    video = torch.rand(1, 3, 9, 32, 32, generator=g) * 2 - 1
+    ids = torch.randint(3, ORACLE_T5["vocab"], (2, 140), generator=g)
+    mask = torch.zeros(2, 140, dtype=torch.long)
+    mask[0, :17] = 1
+    mask[1, :140] = 1
+    return {"video": video, "ids": ids, "mask": mask}

@@ -261,3 +261,26 @@ def test_resolve_paths_finds_components(weights):
     p = resolve_paths(str(ds), tokenizer=str(weights["tokenizer"]))
     assert p.vae == str(ds / "Wan2.2_VAE.safetensors")
     assert renamed({"a": torch.zeros(1)}, lambda k: None) == {}
+
+
+def test_release_files_compute_what_the_official_modules_compute(tmp_path):
+    """Tiny seeded weights in the official names, loaded through our converter: the VAE posterior mean and the
+    umT5 hidden states equal those of Fast-WAM's official VideoVAE38_ / WanTextEncoder (stored once)."""
+    from _factories_weights import ORACLE, oracle_inputs, oracle_release_weights
+
+    want = torch.load(ORACLE)
+    w, x = oracle_release_weights(), oracle_inputs()
+    torch.save(w["vae"], tmp_path / "vae.pth")
+    torch.save({k: v.to(torch.bfloat16) for k, v in w["t5"].items()}, tmp_path / "t5_bf16.pth")
+    from safetensors.torch import save_file
+
+    save_file(w["t5"], str(tmp_path / "t5.safetensors"))
+    vae = open_component(tmp_path / "vae.pth", "vae").load(torch.float32)
+    with torch.no_grad():
+        mu = vae.encode(x["video"]).latent_dist.mean
+    torch.testing.assert_close(mu, want["vae_mu"], rtol=1e-5, atol=1e-6)
+    t5 = open_component(tmp_path / "t5.safetensors", "text").load(torch.float32)
+    with torch.no_grad():
+        h = t5(input_ids=x["ids"], attention_mask=x["mask"]).last_hidden_state
+    torch.testing.assert_close(h, want["t5_hidden"], rtol=1e-5, atol=1e-5)
+    assert open_component(tmp_path / "t5_bf16.pth", "text").config["vocab_size"] == 64
