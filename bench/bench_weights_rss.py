@@ -88,8 +88,9 @@ def measure(comp: str, d: Path) -> dict:
     c = open_component(d / FILES[comp], KIND[comp])
     model = c.load(getattr(torch, DTYPE[comp]))
     secs = time.perf_counter() - t
-    n = sum(p.numel() for p in model.parameters())
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    uniq = {p.data_ptr(): p for p in model.parameters()}.values()     # tied tensors once
+    n = sum(p.numel() for p in uniq)
+    nbytes = sum(p.numel() * p.element_size() for p in uniq)
     loaded, anon0, file0 = hwm_kb()
     with torch.no_grad():       # what a first forward does: every weight page read in
         for p in model.parameters():

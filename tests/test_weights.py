@@ -284,3 +284,13 @@ def test_release_files_compute_what_the_official_modules_compute(tmp_path):
         h = t5(input_ids=x["ids"], attention_mask=x["mask"]).last_hidden_state
     torch.testing.assert_close(h, want["t5_hidden"], rtol=1e-5, atol=1e-5)
     assert open_component(tmp_path / "t5_bf16.pth", "text").config["vocab_size"] == 64
+
+
+def test_wrapped_and_prefixed_checkpoints(weights, tmp_path):
+    """`{"model_state": sd}` (as Fast-WAM's converter expects) and a `model.` prefix on every name load the same."""
+    sd = torch.load(weights["release"] / "Wan2.2_VAE.pth")
+    torch.save({"model_state": sd}, tmp_path / "wrapped.pth")
+    torch.save({f"model.{k}": v for k, v in sd.items()}, tmp_path / "prefixed.pth")
+    ref = open_component(weights["release"], "vae").digest()
+    assert open_component(tmp_path / "wrapped.pth", "vae").digest() == ref
+    assert open_component(tmp_path / "prefixed.pth", "vae").digest() == ref

@@ -64,12 +64,31 @@ def forget(paths) -> None:
         del _OPEN[key]
 
 
+_DIFFUSERS_NAMES = {
+    "vae": (("encoder.", "decoder.", "quant_conv.", "post_quant_conv."), ("down_blocks", "up_blocks", "mid_block")),
+    "text": (("shared.", "encoder."), (".SelfAttention.", ".DenseReluDense.")),
+    "dit": (("blocks.", "condition_embedder.", "patch_embedding.", "proj_out.", "scale_shift_table"),
+            (".attn1.", ".attn2.", "condition_embedder.")),
+}
+
+
+def _loose(names: list[str], kind: str, layout: str) -> bool:
+    """Every name fits the layout (for one shard of a sharded checkpoint, which lacks some marker names)."""
+    if layout == "release":
+        return all(_RENAME[kind](n) is not None for n in names)
+    prefixes, signs = _DIFFUSERS_NAMES[kind]
+    return all(n.startswith(prefixes) for n in names) and any(s in n for n in names for s in signs)
+
+
 def classify(names: list[str]) -> tuple[str, str] | None:
+    """(kind, layout) of a file's tensor names: all marker names present, else every name fitting exactly one
+    layout (a shard)."""
     s = set(names)
     for (kind, layout), marks in _MARKERS.items():
         if all(m in s for m in marks):
             return kind, layout
-    return None
+    fits = [k for k in _MARKERS if _loose(names, *k)]
+    return fits[0] if len(fits) == 1 else None
 
 
 def _read_json(p: Path) -> dict:
@@ -159,6 +178,8 @@ class Component:
             sd[T.TIED[0]] = sd[T.TIED[1]]
         model.load_state_dict(sd, strict=True, assign=True)
         del sd
+        if self.kind == "text":
+            model.tie_weights()         # one Parameter for shared / encoder.embed_tokens, as from_pretrained
         forget(self.files)
         left = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
         if left:
