@@ -294,3 +294,26 @@ def test_wrapped_and_prefixed_checkpoints(weights, tmp_path):
     ref = open_component(weights["release"], "vae").digest()
     assert open_component(tmp_path / "wrapped.pth", "vae").digest() == ref
     assert open_component(tmp_path / "prefixed.pth", "vae").digest() == ref
+
+
+def test_sharded_release_dit(weights, tmp_path):
+    """Shards of the release DiT (each lacks some names) are recognised together; the trainer loads them."""
+    from _factories_train import tiny_model_config
+    from safetensors.torch import load_file, save_file
+
+    from fastwam_train.model import MoT, load_wan_weights
+
+    sd = load_file(str(weights["release"] / "diffusion_pytorch_model-00001-of-00001.safetensors"))
+    names = sorted(sd)
+    d = tmp_path / "sharded"
+    d.mkdir()
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+        save_file({k: sd[k] for k in part}, str(d / f"diffusion_pytorch_model-0000{i + 1}-of-00002.safetensors"))
+    (d / "config.json").write_text(json.dumps(ORIGINAL_DIT_CONFIG))
+    c = open_component(d, "dit")
+    assert (c.layout, len(c.files)) == ("release", 2)
+    assert c.verify().digest() == open_component(weights["diffusers"] / "transformer", "dit").digest()
+    a, b = MoT(tiny_model_config()).video, MoT(tiny_model_config()).video
+    load_wan_weights(a, d)
+    load_wan_weights(b, weights["release"])
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
