@@ -120,7 +120,11 @@ def convert(out: str | Path, model: str | None = None, vae: str | None = None, t
         index = {"_class_name": "WanPipeline", "tokenizer": ["transformers", "T5TokenizerFast"],
                  **{SUBDIR[k]: LIBRARY[k] for k in comps}}
         (tmp / "model_index.json").write_text(json.dumps(index, indent=1))
-        os.rename(tmp, out)
+        try:
+            os.rename(tmp, out)     # atomic; fails if another convert finished OUT meanwhile
+        except OSError as e:
+            raise SchemaError(f"{out}: could not be put in place ({e.strerror}); another writer may have "
+                              f"created it meanwhile") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
