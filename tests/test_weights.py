@@ -4,6 +4,7 @@ give a byte-identical cache; wrong files give one clear line; full-size name/sha
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -91,6 +92,7 @@ def test_same_cache_from_every_layout(weights, tmp_path):
         (None, str(ds / "Wan2.2_VAE.safetensors"), str(hf / "text_encoder"), None),
         (str(ds), None, str(hf / "text_encoder" / "model.safetensors"), None),
         (str(hf), str(rel), None, str(rel / "google" / "umt5-xxl")),
+        (None, str(hf / "vae"), str(hf), None),          # a repo root as --text-encoder: its text_encoder/
     ]
     for model, vae, text, tok in overrides:
         p = resolve_paths(model, vae, text, tok)
@@ -137,6 +139,15 @@ def test_converted_dir_is_diffusers_format(weights):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     r = CliRunner().invoke(convert_cmd, [str(weights["release"]), "-o", str(c)])
     assert r.exit_code != 0 and "already exists" in r.output
+    # a broken source: one line, nothing left behind (no OUT, no temp dir)
+    bad = weights["tmp"] / "bad_src"
+    shutil.copytree(weights["release"], bad)
+    sd = torch.load(bad / "Wan2.2_VAE.pth")
+    sd["decoder.head.2.bias"] = torch.zeros(5)
+    torch.save(sd, bad / "Wan2.2_VAE.pth")
+    r = CliRunner().invoke(convert_cmd, [str(bad), "-o", str(weights["tmp"] / "never")])
+    assert r.exit_code != 0 and "'decoder.head.2.bias' has shape (5,)" in r.output and "Traceback" not in r.output
+    assert not (weights["tmp"] / "never").exists() and not list(weights["tmp"].glob(".never.tmp-*"))
 
 
 def test_trainer_loads_original_and_diffusers_dit_identically(weights):

@@ -89,6 +89,8 @@ def convert(out: str | Path, model: str | None = None, vae: str | None = None, t
             comps["dit"] = open_component(model, "dit")
         except NotFound:
             pass
+    for comp in comps.values():
+        comp.verify()               # strict names + shapes before anything is written
     if tokenizer is not None:
         tok = Path(tokenizer)
         if not is_tokenizer_dir(tok):
