@@ -317,7 +317,9 @@ def open_component(path: str | Path, kind: str) -> Component:
     cfg = p / "config.json"
     cfg_json = _read_json(cfg) if cfg.is_file() else None
     if cfg_json is not None and _config_kind(cfg_json) == kind and weight_files(p):
-        groups = _survey(p)
+        if not D.is_original_config(cfg_json):      # a diffusers/transformers component dir: all its weights
+            return _from_files(kind, prefer_safetensors(weight_files(p)), cfg_json, p)
+        groups = _survey(p)                         # a Wan release dir: the DiT files among the others
         files = [f for k, fs in groups.items() if k and k[0] == kind for f in fs]
         if files:
             return _from_files(kind, files, cfg_json, p)
