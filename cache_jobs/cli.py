@@ -1,4 +1,4 @@
-"""Click commands `cache`, `verify`, `pack` (wired into `wamdata` by pipelines/cli.py)."""
+"""Click commands `cache`, `verify`, `pack`, `convert` (wired into `wamdata` by pipelines/cli.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ from schemas.cli_errors import out_dir
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), callback=out_dir,
               help="Cache directory (zarr v3).")
 @click.option("--layout", default="libero", show_default=True, help="libero | robotwin | layout JSON file.")
-@click.option("--vae", "vae_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="AutoencoderKLWan dir (from_pretrained), e.g. Wan2.2-TI2V-5B-Diffusers/vae.")
-@click.option("--text-encoder", "text_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="UMT5EncoderModel + tokenizer dir (from_pretrained).")
+@click.option("--model", "model_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Wan2.2 weights root: diffusers repo (Wan2.2-TI2V-5B-Diffusers/), Wan release dir "
+              "(Wan2.2-TI2V-5B/) or DiffSynth's converted dir (+ --tokenizer). Found by content.")
+@click.option("--vae", "vae_dir", default=None, type=click.Path(exists=True),
+              help="Override: Wan2.2 VAE file or dir (Wan2.2_VAE.pth, Wan2.2_VAE.safetensors, diffusers vae/).")
+@click.option("--text-encoder", "text_dir", default=None, type=click.Path(exists=True),
+              help="Override: umT5 encoder file or dir (models_t5_umt5-xxl-enc-bf16.pth/.safetensors, diffusers "
+              "text_encoder/).")
+@click.option("--tokenizer", "tokenizer_dir", default=None, type=click.Path(exists=True),
+              help="umT5 tokenizer dir [default: next to the text encoder: tokenizer/ or google/umt5-xxl/].")
 @click.option("--stride", default=1, show_default=True, type=int, help="Distance between chunk starts.")
 @click.option("--workers", default=None, type=int, help="LocalCluster workers [default: one per GPU, else 1]; "
               "0 = run in this process without dask.")
@@ -34,20 +40,22 @@ from schemas.cli_errors import out_dir
 @click.option("--stall-timeout", default=3600.0, show_default=True, type=float, help="Seconds to wait for the "
               "first unit before giving up (then 20x the slowest gap between finished units).")
 @click.option("--no-progress", is_flag=True)
-def cache_cmd(dataset, out, layout, vae_dir, text_dir, stride, workers, scheduler, batch_size, dtype, device,
-              rows_per_shard, unit_rows, reader, stall_timeout, no_progress):
+def cache_cmd(dataset, out, layout, model_dir, vae_dir, text_dir, tokenizer_dir, stride, workers, scheduler,
+              batch_size, dtype, device, rows_per_shard, unit_rows, reader, stall_timeout, no_progress):
     """Encode DATASET's 9-frame chunks with the Wan2.2 VAE (+ umT5 prompts) into a resumable zarr cache."""
     from cache_jobs.config import DEFAULT_READER, CacheJobConfig, ClusterConfig, DatasetConfig, StoreConfig
     from cache_jobs.job import run_cache
     from cache_jobs.models import TextConfig, VaeConfig
     from cache_jobs.tiling import TilingConfig
+    from cache_jobs.weights.resolve import resolve_paths
     from schemas.chunks import ChunkSpec
 
+    paths = resolve_paths(model_dir, vae_dir, text_dir, tokenizer_dir)
     cfg = CacheJobConfig(
         dataset=DatasetConfig(dataset, reader=reader or DEFAULT_READER), out=out,
-        vae=VaeConfig(vae_dir, dtype=dtype, device=device, batch_size=batch_size),
-        text=TextConfig(text_dir, dtype=dtype, device=device), tiling=TilingConfig(layout),
-        chunks=ChunkSpec(start_stride=stride),
+        vae=VaeConfig(paths.vae, dtype=dtype, device=device, batch_size=batch_size),
+        text=TextConfig(paths.text, dtype=dtype, device=device, tokenizer_dir=paths.tokenizer),
+        tiling=TilingConfig(layout), chunks=ChunkSpec(start_stride=stride),
         store=StoreConfig(rows_per_shard=rows_per_shard, unit_rows=unit_rows),
         cluster=ClusterConfig(workers=workers, scheduler=scheduler, stall_timeout_s=stall_timeout))
     summary = run_cache(cfg, progress=not no_progress)
@@ -121,4 +129,22 @@ def export_fastwam_cmd(shards, out, encoder_id):
     from cache_jobs.export_fastwam import export_fastwam
 
     res = export_fastwam(shards, out, encoder_id=encoder_id)
+    click.echo(json.dumps(res, indent=1))
+
+
+@click.command("convert")
+@click.argument("src", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(), callback=out_dir,
+              help="New diffusers-format dir to write.")
+@click.option("--vae", default=None, type=click.Path(exists=True), help="Override: VAE file or dir.")
+@click.option("--text-encoder", "text", default=None, type=click.Path(exists=True), help="Override: umT5 file or dir.")
+@click.option("--tokenizer", default=None, type=click.Path(exists=True, file_okay=False), help="umT5 tokenizer dir.")
+@click.option("--dit", default=None, type=click.Path(exists=True), help="Wan DiT dir or shard [default: found in SRC].")
+@click.option("--shard-gb", default=2.0, show_default=True, type=float, help="Largest weight file written.")
+def convert_cmd(src, out, vae, text, tokenizer, dit, shard_gb):
+    """Write SRC's Wan2.2 weights (any supported layout) once as a diffusers-format dir (vae/ text_encoder/
+    tokenizer/ [transformer/]), checked tensor by tensor against the source; loads faster on a cluster."""
+    from cache_jobs.weights.convert import convert
+
+    res = convert(out, src, vae, text, tokenizer, dit, max_shard_bytes=int(shard_gb * (1 << 30)))
     click.echo(json.dumps(res, indent=1))

@@ -25,7 +25,7 @@ import numpy as np
 from cache_jobs import store as S
 from cache_jobs.chunking import EpisodeChunker, needed_frames
 from cache_jobs.config import CacheJobConfig, load_reader_class, package_version
-from cache_jobs.models import TextEncoder, VaeEncoder, _cached, dir_digest, resolve_dtype
+from cache_jobs.models import TextEncoder, VaeEncoder, _cached, resolve_dtype, text_digest, vae_config, vae_digest
 from cache_jobs.tiling import Tiler, load_layout
 from schemas import cache as C
 from schemas.errors import EpisodeError, SchemaError, WamdataError
@@ -147,19 +147,17 @@ def plan_job(cfg: CacheJobConfig) -> dict:
             prompts.append(p)
         eps.append((int(e["episode_index"]), int(e["length"]), prompts.index(p)))
     units, n_rows = S.make_plan(eps, cfg.chunks, cfg.store.rows_per_shard, cfg.store.unit_rows)
-    from diffusers import AutoencoderKLWan
+    from cache_jobs.weights.resolve import find_tokenizer
 
-    try:
-        vcfg = AutoencoderKLWan.load_config(cfg.vae.model_dir)
-    except (OSError, ValueError) as e:
-        raise SchemaError(f"--vae {cfg.vae.model_dir}: not an AutoencoderKLWan directory ({e})") from e
+    vcfg = vae_config(cfg.vae.model_dir)
+    tok_dir = cfg.text.tokenizer_dir or str(find_tokenizer(Path(cfg.text.model_dir)))
     sp = int(vcfg["scale_factor_spatial"])
     lay = resolved.layout
     if lay.height % sp or lay.width % sp:
         raise SchemaError(f"layout {lay.name!r} {lay.height}x{lay.width} is not divisible by the VAE's x{sp}")
     latent_shape = (int(vcfg["z_dim"]), cfg.chunks.num_latent_frames, lay.height // sp, lay.width // sp)
     hash_inputs = {
-        "vae_digest": dir_digest(cfg.vae.model_dir), "text_digest": dir_digest(cfg.text.model_dir),
+        "vae_digest": vae_digest(cfg.vae.model_dir), "text_digest": text_digest(cfg.text.model_dir, tok_dir),
         "vae_dtype": str(resolve_dtype(cfg.vae.dtype, cfg.vae.device)), "vae_batch_size": cfg.vae.batch_size,
         "text_dtype": str(resolve_dtype(cfg.text.dtype, cfg.text.device)), "text_len": cfg.text.max_length,
         "layout": resolved.to_dict(), "chunks": asdict(cfg.chunks), "prompt_template": C.PROMPT_TEMPLATE,
@@ -172,7 +170,8 @@ def plan_job(cfg: CacheJobConfig) -> dict:
     config_hash = hashlib.sha256(json.dumps(hash_inputs, sort_keys=True).encode()).hexdigest()
     manifest = {
         "format": "wamdata-latent-cache/1", "hash_inputs": hash_inputs, "dataset_root": str(cfg.dataset.root),
-        "vae_dir": str(cfg.vae.model_dir), "text_dir": str(cfg.text.model_dir), "fps": float(reader.fps),
+        "vae_dir": str(cfg.vae.model_dir), "text_dir": str(cfg.text.model_dir), "tokenizer_dir": tok_dir,
+        "fps": float(reader.fps),
         "num_rows": n_rows, "rows_per_shard": cfg.store.rows_per_shard, "latent_shape": list(latent_shape),
         "action_dim": feature_dim(reader, cfg.dataset.action_key),
         "state_dim": feature_dim(reader, cfg.dataset.state_key),

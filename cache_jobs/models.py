@@ -6,20 +6,21 @@
     TextEncoder.encode  [prompt] * P                         -> (P, 128, D) uint16 bf16 bits, (P, 128) bool
                         umT5 last hidden state, positions past the prompt's tokens zeroed (Wan / Fast-WAM)
 
-Models come from local dirs through `from_pretrained` and live in a per-process cache keyed by
-(kind, dir, dtype, device): a dask worker loads each once; tasks carry only the small frozen configs.
+Models come from a file or dir in any supported layout (diffusers, Wan release, DiffSynth: found by content,
+converted exactly by cache_jobs.weights) and live in a per-process cache keyed by (kind, path, dtype, device):
+a dask worker loads each once; tasks carry only the small frozen configs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import ftfy
 import numpy as np
+import regex
 import torch
 
 from schemas.cache import TEXT_LEN
@@ -44,22 +45,26 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def dir_digest(model_dir: str | Path) -> str:
-    """sha256 over the config and weight files of a from_pretrained dir (names + bytes, sorted)."""
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise SchemaError(f"model dir {d} does not exist")
-    files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin",
-                                                                            ".model", ".txt"))
-    if not files:
-        raise SchemaError(f"model dir {d} holds no config or weight files")
-    h = hashlib.sha256()
-    for p in files:
-        h.update(str(p.relative_to(d)).encode())
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+def vae_digest(path: str | Path) -> str:
+    """sha256 of the VAE's architecture + latents stats + tensor content (layout- and file-format-independent:
+    the Wan release file and its diffusers conversion give the same digest)."""
+    from cache_jobs.weights.component import open_component
+
+    return open_component(path, "vae").verify().digest()
+
+
+def text_digest(path: str | Path, tokenizer: str | Path) -> str:
+    from cache_jobs.weights.component import open_component
+    from cache_jobs.weights.resolve import tokenizer_digest
+
+    return f"{open_component(path, 'text').verify().digest()}+{tokenizer_digest(tokenizer)}"
+
+
+def vae_config(path: str | Path) -> dict:
+    """AutoencoderKLWan kwargs of the VAE at path (from its shapes; no weights read)."""
+    from cache_jobs.weights.component import open_component
+
+    return open_component(path, "vae").verify().config
 
 
 def bf16_bits(x: torch.Tensor) -> np.ndarray:
@@ -84,7 +89,7 @@ def loaded_models() -> list[tuple]:
 
 @dataclass(frozen=True)
 class VaeConfig:
-    model_dir: str
+    model_dir: str              # file or dir, any supported layout
     dtype: str = "auto"         # auto: bf16 on CUDA, float32 on CPU
     device: str = "auto"
     batch_size: int = 4
@@ -96,12 +101,12 @@ class VaeConfig:
 
 class VaeEncoder:
     def __init__(self, cfg: VaeConfig):
-        from diffusers import AutoencoderKLWan
+        from cache_jobs.weights.component import open_component
 
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, cfg.device)
-        self.model = AutoencoderKLWan.from_pretrained(cfg.model_dir, torch_dtype=self.dtype).to(self.device).eval()
+        self.model = open_component(cfg.model_dir, "vae").load(self.dtype).to(self.device).eval()
         c = self.model.config
         if len(c.latents_mean) != c.z_dim or len(c.latents_std) != c.z_dim:
             raise SchemaError(f"{cfg.model_dir}: latents_mean/std must have z_dim={c.z_dim} entries")
@@ -136,11 +141,12 @@ class VaeEncoder:
 
 @dataclass(frozen=True)
 class TextConfig:
-    model_dir: str
+    model_dir: str              # file or dir, any supported layout
     dtype: str = "auto"
     device: str = "auto"
     max_length: int = TEXT_LEN
     batch_size: int = 16
+    tokenizer_dir: str | None = None   # None: found next to model_dir (cache_jobs.weights.resolve.find_tokenizer)
 
     def __post_init__(self):
         if self.max_length <= 0 or self.batch_size <= 0:
@@ -148,20 +154,24 @@ class TextConfig:
 
 
 def prompt_clean(text: str) -> str:
-    """Wan's prompt cleaning (basic_clean + whitespace_clean; ftfy.fix_text is skipped: identity on clean text)."""
-    text = html.unescape(html.unescape(text)).strip()
-    return re.sub(r"\s+", " ", text).strip()
+    """Wan's prompt cleaning, as Fast-WAM's tokenizer (clean="whitespace") and diffusers' Wan pipeline do it:
+    ftfy.fix_text, html-unescape twice, strip, then runs of whitespace (`regex` \\s) -> one space, strip."""
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return regex.sub(r"\s+", " ", text).strip()
 
 
 class TextEncoder:
     def __init__(self, cfg: TextConfig):
-        from transformers import AutoTokenizer, UMT5EncoderModel
+        from cache_jobs.weights.component import open_component
+        from cache_jobs.weights.resolve import find_tokenizer, load_tokenizer
 
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dtype = resolve_dtype(cfg.dtype, cfg.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir)
-        self.model = UMT5EncoderModel.from_pretrained(cfg.model_dir, dtype=self.dtype).to(self.device).eval()
+        comp = open_component(cfg.model_dir, "text")
+        self.model = comp.load(self.dtype).to(self.device).eval()
+        tok_dir = cfg.tokenizer_dir or find_tokenizer(Path(cfg.model_dir))
+        self.tokenizer = load_tokenizer(tok_dir, int(self.model.config.vocab_size))
         self.dim = int(self.model.config.d_model)
 
     @classmethod

@@ -26,7 +26,7 @@ def _load_config(path: str | None) -> TrainConfig:
 @click.option("--steps", type=int, default=None, help="overrides loop.steps (schedule length)")
 @click.option("--resume", is_flag=True, help="continue RUN from its checkpoint")
 @click.option("--wan-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="diffusers-format Wan2.2 TI2V-5B transformer dir for the video expert")
+              help="Wan2.2 TI2V-5B DiT for the video expert: the Wan release dir or a diffusers transformer/ dir")
 @click.option("--action-backbone", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Fast-WAM preprocessed ActionDiT_*.pt backbone for the action expert")
 @click.option("--init-official", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -213,13 +213,16 @@ class MoT(nn.Module):
 
 # -- weights ------------------------------------------------------------------------------------------
 def load_wan_weights(video: VideoExpert, wan_dir: str | Path) -> None:
-    """Copy a local diffusers-format `WanTransformer3DModel` dir (config.json + *.safetensors, sharded or
-    not) into the video expert: strict 1:1 names and shapes, read tensor by tensor (no second model)."""
-    from diffusers import WanTransformer3DModel
+    """Copy a local Wan2.2 DiT dir into the video expert: diffusers `WanTransformer3DModel` layout or the
+    original Wan release layout (config.json + diffusion_pytorch_model*.safetensors, renamed by
+    cache_jobs.weights.dit); strict 1:1 names and shapes, read tensor by tensor (no second model)."""
     from safetensors import safe_open
 
+    from cache_jobs.weights.dit import is_original_config, original_to_diffusers, read_config
+
     wan_dir = Path(wan_dir)
-    WanTransformer3DModel.load_config(str(wan_dir))  # raises on a dir that is not a Wan transformer
+    cfg = read_config(wan_dir)  # raises on a dir without a Wan config.json
+    rename = original_to_diffusers if is_original_config(cfg) else (lambda n: n)
     files = sorted(wan_dir.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"{wan_dir}: no *.safetensors weights")
@@ -228,12 +231,13 @@ def load_wan_weights(video: VideoExpert, wan_dir: str | Path) -> None:
     with torch.no_grad():
         for f in files:
             with safe_open(str(f), framework="pt") as st:
-                for name in st.keys():
+                for src in st.keys():
+                    name = rename(src)
                     if name not in own:
-                        raise ValueError(f"{f}: tensor {name!r} has no place in the video expert")
-                    t = st.get_tensor(name)
+                        raise ValueError(f"{f}: tensor {src!r} has no place in the video expert")
+                    t = st.get_tensor(src)
                     if t.shape != own[name].shape:
-                        raise ValueError(f"{f}: tensor {name!r} has shape {tuple(t.shape)}, the video "
+                        raise ValueError(f"{f}: tensor {src!r} has shape {tuple(t.shape)}, the video "
                                          f"expert config expects {tuple(own[name].shape)}")
                     own[name].copy_(t.to(own[name].dtype))
                     seen.add(name)

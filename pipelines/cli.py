@@ -114,10 +114,10 @@ def demo(out, episodes, steps, stride):
 
 # -- later stages register here -------------------------------------------------------------------
 def _register():
-    from cache_jobs.cli import cache_cmd, export_fastwam_cmd, pack_cmd, verify_cmd
+    from cache_jobs.cli import cache_cmd, convert_cmd, export_fastwam_cmd, pack_cmd, verify_cmd
     from fastwam_train.cli import export_official_cmd, import_official_cmd, latency_cmd, predict_cmd, train_cmd
 
-    for cmd in (cache_cmd, verify_cmd, pack_cmd, export_fastwam_cmd, train_cmd, predict_cmd, latency_cmd,
+    for cmd in (cache_cmd, verify_cmd, pack_cmd, export_fastwam_cmd, convert_cmd, train_cmd, predict_cmd, latency_cmd,
                 export_official_cmd, import_official_cmd):
         main.add_command(cmd)
 

@@ -10,9 +10,9 @@ from cache_jobs.models import (
     VaeConfig,
     VaeEncoder,
     bf16_bits,
-    dir_digest,
     from_bf16_bits,
     prompt_clean,
+    vae_digest,
 )
 from cache_jobs.tiny_models import (
     WAN22_LATENTS_MEAN,
@@ -100,7 +100,10 @@ def test_text_encoder_zeroes_padding_and_is_batch_independent(models):
 def test_prompt_clean_and_digest(models, tmp_path):
     assert prompt_clean("  pick &amp;amp; place the  cup ") == "pick & place the cup"
     assert prompt_clean(" a \n\t b ") == "a b"
+    # ftfy.fix_text first (as Wan / Fast-WAM / diffusers' Wan pipeline): curly quotes -> ASCII, mojibake repaired
+    assert prompt_clean("put the robot\u2019s cup \u201cleft\u201d") == "put the robot's cup \"left\""
+    assert prompt_clean("caf\u00c3\u00a9 &amp;lt;b&amp;gt;") == "caf\u00e9 <b>"
     vae_dir, _ = models
-    d1 = dir_digest(vae_dir)
-    assert d1 == dir_digest(vae_dir)
-    assert d1 != dir_digest(make_tiny_vae(tmp_path / "v2", seed=1))
+    d1 = vae_digest(vae_dir)
+    assert d1 == vae_digest(vae_dir)
+    assert d1 != vae_digest(make_tiny_vae(tmp_path / "v2", seed=1))
