@@ -23,11 +23,11 @@ from _factories_weights import (
 )
 from click.testing import CliRunner
 
-from cache_jobs.cli import cache_cmd, convert_cmd
 from cache_jobs.job import plan_job
 from cache_jobs.tiny_models import make_full_vae_config
 from cache_jobs.weights.component import open_component
 from cache_jobs.weights.resolve import resolve_paths
+from pipelines.cli import main
 from schemas import cache as C
 from schemas.errors import SchemaError
 
@@ -41,14 +41,14 @@ def weights(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("weights")
     lay = write_layouts(tmp / "w")
     data = write_npz_dataset(tmp / "data", [5, 3])
-    res = CliRunner().invoke(convert_cmd, [str(lay["release"]), "-o", str(tmp / "converted")])
+    res = CliRunner().invoke(main, ["convert", str(lay["release"]), "-o", str(tmp / "converted")])
     assert res.exit_code == 0, res.output
     lay.update(data=data, layout=layout_file(tmp, LAYOUT32), converted=tmp / "converted", tmp=tmp)
     return lay
 
 
 def run_cache(w, out: Path, *args) -> tuple[int, str]:
-    r = CliRunner().invoke(cache_cmd, [str(w["data"]), "-o", str(out), "--layout", str(w["layout"]), "--reader",
+    r = CliRunner().invoke(main, ["cache", str(w["data"]), "-o", str(out), "--layout", str(w["layout"]), "--reader",
                                        READER, "--workers", "0", "--no-progress", "--dtype", "float32", "--stride", "4",
                                        *args])
     return r.exit_code, r.output
@@ -137,7 +137,7 @@ def test_converted_dir_is_diffusers_format(weights):
     a = UMT5EncoderModel.from_pretrained(c / "text_encoder").state_dict()
     b = UMT5EncoderModel.from_pretrained(ref / "text_encoder").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    r = CliRunner().invoke(convert_cmd, [str(weights["release"]), "-o", str(c)])
+    r = CliRunner().invoke(main, ["convert", str(weights["release"]), "-o", str(c)])
     assert r.exit_code != 0 and "already exists" in r.output
     # a broken source: one line, nothing left behind (no OUT, no temp dir)
     bad = weights["tmp"] / "bad_src"
@@ -145,7 +145,7 @@ def test_converted_dir_is_diffusers_format(weights):
     sd = torch.load(bad / "Wan2.2_VAE.pth")
     sd["decoder.head.2.bias"] = torch.zeros(5)
     torch.save(sd, bad / "Wan2.2_VAE.pth")
-    r = CliRunner().invoke(convert_cmd, [str(bad), "-o", str(weights["tmp"] / "never")])
+    r = CliRunner().invoke(main, ["convert", str(bad), "-o", str(weights["tmp"] / "never")])
     assert r.exit_code != 0 and "'decoder.head.2.bias' has shape (5,)" in r.output and "Traceback" not in r.output
     assert not (weights["tmp"] / "never").exists() and not list(weights["tmp"].glob(".never.tmp-*"))
 
