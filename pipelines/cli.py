@@ -54,6 +54,10 @@ def ingest(raw, out, source, fmt, fps, workers, vcodec, crf, preset, task, camer
                        overwrite=overwrite, video=VideoConfig(vcodec=vcodec, crf=crf, preset=preset),
                        source_options=opts)
     report = run(list(raw), out, cfg)
+    if report.get("nothing_to_do"):
+        click.echo(f"nothing to do: {out} already holds this dataset ({report['episodes_written']} episodes, "
+                   "same inputs and config)")
+        return
     click.echo(f"wrote {report['episodes_written']}/{report['episodes_found']} episodes to {out}"
                + (f"; {report['episodes_failed']} failed (see {out / keys.INGEST_REPORT})"
                   if report["episodes_failed"] else ""))

@@ -62,9 +62,13 @@ DEFAULT_CRF = 30
 # mean abs error 3.6), while 10 keeps every frame (error 0.4) at ~1.25x the encode time of 12.
 DEFAULT_SVTAV1_PRESET = 10
 LEROBOT_SVTAV1_PRESET = 12
+# extra SVT-AV1 parameters (`svtav1-params`), "" = the library's own; see bench/bench_svt_stress.py
+DEFAULT_SVTAV1_PARAMS = ""
 VCODEC_CHOICES = ("libsvtav1", "h264")  # h264 is encoded with libx264
 
 # -- ingest side files (ours, not lerobot's) -----------------------------------------------------
 INGEST_REPORT = "ingest_report.json"
 INGEST_CONFIG = "wamdata_ingest_config.json"
 STAGING_DIR = ".wamdata_staging"
+STAGING_TRASH = ".wamdata_staging.done"  # the staging area renamed once the dataset is complete, then deleted
+INGEST_LOCK = ".wamdata_ingest.lock"
