@@ -138,3 +138,60 @@ def test_kill9_while_another_run_waits_is_not_a_stale_lock_race(tmp_path):
         msg = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ds")], capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
         assert f"(pid {os.getpid()} on host" in msg
+
+
+class _Kill(BaseException):
+    """Stands in for kill -9 at one point: nothing after it runs (BaseException: no handler catches it)."""
+
+
+def test_a_kill_at_every_point_of_finalize_resumes_to_the_same_dataset(libero_raw, tmp_path, monkeypatch):
+    """Every rename/replace/unlink/rmdir of the parent from the staged state to the end (finalize, the
+    metadata, the report, the staging cleanup) is a kill point; each rerun gives the reference dataset."""
+    import shutil
+
+    import pipelines.ingest as I
+
+    raw = libero_raw((TASKS[0], ("open the drawer", [3], 10)))
+    ingest([raw], tmp_path / "ref", IngestConfig(workers=1), progress=False)
+    ref = {str(p.relative_to(tmp_path / "ref")): p.read_bytes()
+           for p in sorted((tmp_path / "ref").rglob("*")) if p.is_file()}
+    with monkeypatch.context() as m:  # every episode staged, nothing finalized
+        m.setattr(I, "finalize", lambda *a, **k: (_ for _ in ()).throw(_Kill()))
+        with pytest.raises(_Kill):
+            ingest([raw], tmp_path / "staged", IngestConfig(workers=1), progress=False)
+    ops = {name: getattr(os, name) for name in ("replace", "rename", "unlink", "rmdir")}
+    k = 0
+    while True:
+        out = tmp_path / f"k{k}"
+        shutil.copytree(tmp_path / "staged", out)
+        count = [0]
+
+        def wrap(name, count=count, k=k):
+            def op(path, *a, **kw):
+                if not str(path).endswith(keys.INGEST_LOCK):
+                    count[0] += 1
+                    if count[0] == k + 1:
+                        raise _Kill()
+                return ops[name](path, *a, **kw)
+            return op
+        with monkeypatch.context() as m:
+            for name in ops:
+                m.setattr(os, name, wrap(name))
+            try:
+                ingest([raw], out, IngestConfig(workers=1), progress=False)
+                killed = False
+            except _Kill:
+                killed = True
+        if killed:
+            report = ingest([raw], out, IngestConfig(workers=1), progress=False)
+            assert report["episodes_written"] == 3, k
+        got = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        got = {p.replace(f"k{k}", "ref"): b for p, b in got.items()}
+        assert got.keys() == ref.keys(), (k, sorted(got.keys() ^ ref.keys()))
+        assert all(got[p] == ref[p] for p in ref), k
+        assert not [p for p in out.rglob("*") if ".tmp" in p.name], k
+        shutil.rmtree(out)
+        if not killed:
+            break
+        k += 1
+    assert k > 20  # the points exercised (renames, replaces, each file of the staging cleanup)
