@@ -38,8 +38,12 @@ def output_full(err: OSError, where: object, kept: str) -> OutputFullError | Non
     probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
     try:
         u = shutil.disk_usage(probe)
-        space = f"{u.free / 2**20:.1f} MiB free of {u.total / 2**20:.1f} MiB there"
+        space = f"{_size(u.free)} free of {_size(u.total)} there"
     except OSError:
         space = "free space unknown"
     return OutputFullError(f"no space left on the device writing {path} ({space}); {kept}: free some space "
                            "and rerun the same command to resume")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n // 1024} KiB"
