@@ -123,3 +123,22 @@ def test_kill9_of_the_ingest_takes_its_workers_with_it(libero_raw, tmp_path):
     alive = [p for p in kids if Path(f"/proc/{p}").exists() and "Z" not in
              Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]]
     assert alive == []
+
+
+def test_default_encoder_params_keep_lerobot_output(tmp_path):
+    """lp=1 only changes SVT-AV1's thread count: AV1 in mp4, yuv420p, the same bytes as the library defaults."""
+    import av
+
+    from pipelines.lerobot_io.video import encode_frames, probe
+    from pipelines.synth.markers import marker_video
+
+    assert keys.DEFAULT_SVTAV1_PARAMS == "lp=1"
+    frames = marker_video(20, 64, 96)
+    encode_frames(frames, tmp_path / "default.mp4", 20.0)
+    encode_frames(frames, tmp_path / "lib.mp4", 20.0, svtav1_params="")
+    assert (tmp_path / "default.mp4").read_bytes() == (tmp_path / "lib.mp4").read_bytes()
+    p = probe(tmp_path / "default.mp4")
+    assert p == {"codec": "libdav1d", "pix_fmt": "yuv420p", "width": 96, "height": 64, "fps": 20.0}  # AV1 decoder
+    with av.open(str(tmp_path / "default.mp4")) as c:
+        keyframes = [pkt.is_keyframe for pkt in c.demux(c.streams.video[0]) if pkt.size]
+    assert keyframes == [i % 2 == 0 for i in range(20)]  # g=2
