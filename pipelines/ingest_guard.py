@@ -160,10 +160,11 @@ def run_jobs(work, jobs: list, workers: int, watch: Watch, uid=lambda j: j.ref.u
                     except (EOFError, OSError):
                         eof = True
                     if result is None and (eof or not run.proc.is_alive()):
-                        run.proc.join()
+                        run.proc.join(5)  # bounded: a child that closed its pipe but does not exit is killed
                         code = run.proc.exitcode
                         why = (f"worker died (signal {signal.Signals(-code).name})" if code and code < 0
-                               else f"worker exited with code {code}")
+                               else f"worker exited with code {code}" if code is not None
+                               else "worker closed its pipe without a result")
                 if result is None and why is None and time.monotonic() > run.deadline:
                     why = f"stalled in {run.phase}: no progress within its {run.allowance:.1f} s bound"
                 if result is None and why is None:
