@@ -162,7 +162,7 @@ def test_validate_catches_broken_datasets(libero_raw, tmp_path):
     assert any("video file missing" in p for p in validate(tmp_path / "ds"))
 
 
-def test_stalled_worker_pool_is_restarted_then_reported(tmp_path):
+def test_stalled_load_is_killed_retried_then_reported(tmp_path):
     from pipelines.ingest import _Job, _work
     from pipelines.ingest_guard import Watch, run_jobs
     from pipelines.sources.base import EpisodeRef
