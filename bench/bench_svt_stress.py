@@ -100,10 +100,13 @@ def _threads(pid: int) -> list[str]:
     return states
 
 
-def run_setting(setting: Setting, items, concurrency: int, bound_s: float, tmpdir: str) -> dict:
+def run_setting(setting: Setting, items, concurrency: int, bound_s: float, tmpdir: str,
+                per_encode: bool = False) -> dict:
+    """`per_encode`: a fresh worker process per encode (what `wamdata ingest` does per episode); else each
+    of the `concurrency` workers encodes its share of the list in one process."""
     ctx = mp.get_context(setting.start)
     queue = list(items)
-    share = -(-len(queue) // concurrency)
+    share = 1 if per_encode else -(-len(queue) // concurrency)
     todo = [queue[i:i + share] for i in range(0, len(queue), share)]
     live: dict = {}  # conn -> [proc, remaining items, current seed, started_at]
     done, secs, stalls = 0, [], []
@@ -117,9 +120,11 @@ def run_setting(setting: Setting, items, concurrency: int, bound_s: float, tmpdi
         b.close()
         live[a] = [p, list(part), None, time.monotonic()]
 
-    for part in todo:
-        launch(part)
-    while live:
+    while todo and len(live) < concurrency:
+        launch(todo.pop(0))
+    while live or todo:
+        while todo and len(live) < concurrency:
+            launch(todo.pop(0))
         ready = wait(list(live), timeout=1.0)
         for conn in ready:
             p, rest, _, _ = live[conn]
@@ -158,6 +163,8 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=["lib_default", "lp1"], choices=list(SETTINGS))
     ap.add_argument("--concurrency", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--bound-s", type=float, default=60.0, help="an encode taking longer is a stall")
+    ap.add_argument("--per-encode-process", action="store_true",
+                    help="a fresh worker process per encode, as `wamdata ingest` runs each episode")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out" / "bench_svt_stress.json")
     args = ap.parse_args()
     import av  # noqa: F401  (the parent holds the library like the ingest parent does)
@@ -173,14 +180,15 @@ def main() -> None:
         s = SETTINGS[name]
         for c in args.concurrency:
             t0 = time.time()
-            r = run_setting(s, items, c, args.bound_s, tmpdir)
+            r = run_setting(s, items, c, args.bound_s, tmpdir, args.per_encode_process)
             r.update(setting=asdict(s), concurrency=c, wall_s=round(time.time() - t0, 1),
-                     project_default_params=keys.DEFAULT_SVTAV1_PARAMS)
-            results[f"{name}/c{c}"] = r
+                     per_encode_process=args.per_encode_process, project_default_params=keys.DEFAULT_SVTAV1_PARAMS)
+            name_c = f"{name}{'/per_encode' if args.per_encode_process else ''}/c{c}"
+            results[name_c] = r
             args.out.write_text(json.dumps(results, indent=2))
             anchor = anchor or r["mean_encode_s"]
             ratio = r["mean_encode_s"] / anchor if r["mean_encode_s"] and anchor else float("nan")
-            print(f"{name:>20} c={c}: {r['stalls']} stalls / {r['encodes']} encodes, mean encode "
+            print(f"{name_c:>28}: {r['stalls']} stalls / {r['encodes']} encodes, mean encode "
                   f"{r['mean_encode_s']:.3f} s ({ratio:.2f}x the first setting), wall {r['wall_s']} s", flush=True)
 
 
