@@ -74,8 +74,11 @@ class _Beat:
 
 def _child(work, job, conn, watch: Watch, close_fds: tuple[int, ...]) -> None:
     _die_with_parent()
-    for fd in close_fds:  # the output lock: only the parent holds it
-        os.close(fd)
+    for fd in close_fds:  # the output lock: only the parent holds it (a spawned child never had it)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     beat = _Beat(conn, watch)
     beat("load", watch.load_s)
     try:

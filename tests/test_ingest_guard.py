@@ -142,3 +142,16 @@ def test_default_encoder_params_keep_lerobot_output(tmp_path):
     with av.open(str(tmp_path / "default.mp4")) as c:
         keyframes = [pkt.is_keyframe for pkt in c.demux(c.streams.video[0]) if pkt.size]
     assert keyframes == [i % 2 == 0 for i in range(20)]  # g=2
+
+
+def test_spawned_workers_give_the_same_dataset(libero_raw, tmp_path, monkeypatch):
+    """Where fork does not exist (macOS, Windows) the children are spawned: same files."""
+    import multiprocessing as mp
+
+    import pipelines.ingest_guard as G
+
+    raw = libero_raw(TASKS)
+    ingest([raw], tmp_path / "ref", IngestConfig(workers=2), progress=False)
+    monkeypatch.setattr(G, "context", lambda: mp.get_context("spawn"))
+    ingest([raw], tmp_path / "ds", IngestConfig(workers=2), progress=False)
+    assert tree(tmp_path / "ds") == tree(tmp_path / "ref")
