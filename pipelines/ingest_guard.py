@@ -74,11 +74,8 @@ class _Beat:
 
 def _child(work, job, conn, watch: Watch, close_fds: tuple[int, ...]) -> None:
     _die_with_parent()
-    for fd in close_fds:  # the output lock: only the parent holds it (a spawned child never had it)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    for fd in close_fds:  # the output lock: only the parent holds it
+        os.close(fd)
     beat = _Beat(conn, watch)
     beat("load", watch.load_s)
     try:
@@ -107,6 +104,8 @@ def run_jobs(work, jobs: list, workers: int, watch: Watch, uid=lambda j: j.ref.u
     """Yield one result dict per job (its own, or {"uid", "error"} after `watch.tries` failed attempts).
     `work(job, beat)` runs in the child; `tmp_dirs(job, pid)` are removed after a child is killed."""
     ctx = context()
+    if ctx.get_start_method() != "fork":
+        close_fds = ()  # a spawned child inherits none of them (and may use those numbers for its own files)
     queue = list(jobs)
     attempts: dict[str, list[str]] = {uid(j): [] for j in jobs}
     running: dict[object, _Run] = {}
