@@ -16,6 +16,7 @@ without a marker is redone from scratch (its shard files deleted first); one wit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ import zarr
 
 from schemas import cache as C
 from schemas.chunks import ChunkSpec
-from schemas.errors import WamdataError
+from schemas.errors import WamdataError, output_full
 
 ARR_VALID = "valid"  # [N] bool: False for pad rows and rows of failed episodes
 UNITS_DIR = "_units"
@@ -96,6 +97,21 @@ def make_plan(episodes: list[tuple[int, int, int]], spec: ChunkSpec, rows_per_sh
     return units, row
 
 
+def output_writes(fn):
+    """A write to the cache that fails for lack of space raises `OutputFullError` (one line: which path,
+    how much space), not a per-episode failure nor a raw traceback; completed units are kept for the rerun."""
+    @functools.wraps(fn)
+    def wrapped(root, *a, **k):
+        try:
+            return fn(root, *a, **k)
+        except OSError as e:
+            full = output_full(e, root, "completed work units are kept")
+            if full is None:
+                raise
+            raise full from None
+    return wrapped
+
+
 def sha256_file(path: Path) -> str | None:
     """sha256 of a file; None when absent (zarr does not write a shard that holds only fill values)."""
     if not path.is_file():
@@ -107,6 +123,7 @@ def sha256_file(path: Path) -> str | None:
     return h.hexdigest()
 
 
+@output_writes
 def write_json_atomic(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
@@ -121,6 +138,7 @@ def shard_relpath(group: zarr.Group, name: str, shard: int) -> str:
     return f"{name}/" + arr.metadata.encode_chunk_key((shard,) + (0,) * (arr.ndim - 1))
 
 
+@output_writes
 def create_arrays(root: Path, n_rows: int, rows_per_shard: int, latent_shape: tuple[int, ...], spec: ChunkSpec,
                   action_dim: int, state_dim: int) -> zarr.Group:
     g = zarr.open_group(str(root), mode="a")
@@ -155,6 +173,7 @@ def unit_buffers(unit: UnitPlan, g: zarr.Group) -> dict[str, np.ndarray]:
     return out
 
 
+@output_writes
 def write_unit(root: Path, unit: UnitPlan, bufs: dict[str, np.ndarray], rows_per_shard: int, failed: list[dict]
                ) -> dict:
     """Write a unit's shards (whole), hash them, then write its done marker atomically."""
@@ -187,6 +206,7 @@ def read_marker(root: Path, unit: UnitPlan) -> dict | None:
         return None
 
 
+@output_writes
 def write_text(root: Path, keys: list[str], emb: np.ndarray, mask: np.ndarray) -> dict:
     g = zarr.open_group(str(root), mode="a")
     P = max(len(keys), 1)
@@ -209,6 +229,7 @@ def metadata_checksums(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("zarr.json"))}
 
 
+@output_writes
 def prepare_dir(root: Path, config_hash: str, manifest_base: dict) -> bool:
     """Create a new cache dir, or accept one built with the same config hash. Returns True when resuming."""
     man = root / C.CACHE_MANIFEST
@@ -227,6 +248,7 @@ def prepare_dir(root: Path, config_hash: str, manifest_base: dict) -> bool:
     return False
 
 
+@output_writes
 def finish_manifest(root: Path, markers: list[dict], text_marker: dict) -> dict:
     man = json.loads((root / C.CACHE_MANIFEST).read_text())
     shards: dict[str, dict[str, str]] = {}

@@ -33,6 +33,8 @@ def main(debug):
 @click.option("--crf", type=int, default=keys.DEFAULT_CRF, show_default=True)
 @click.option("--preset", type=int, default=keys.DEFAULT_SVTAV1_PRESET, show_default=True,
               help=f"libsvtav1 preset (lerobot uses {keys.LEROBOT_SVTAV1_PRESET}, which drops small frame changes)")
+@click.option("--svtav1-params", default=keys.DEFAULT_SVTAV1_PARAMS, show_default=True,
+              help="extra libsvtav1 parameters, ':'-separated key=value ('' = the library's defaults)")
 @click.option("--task", help="task instruction for sources that store none (ALOHA, ROS)")
 @click.option("--cameras", help="comma-separated camera names to keep (default: all)")
 @click.option("--robotwin-task", type=click.Choice(list(ROBOTWIN_TASK_CHOICES)), default="first_seen",
@@ -41,8 +43,8 @@ def main(debug):
               show_default=True, help="RoboTwin action[t]: joint vector[t+1] (next_state) or [t]")
 @click.option("--robot-type", help="robot_type written to info.json")
 @click.option("--overwrite", is_flag=True, help="replace an existing dataset at OUT")
-def ingest(raw, out, source, fmt, fps, workers, vcodec, crf, preset, task, cameras, robotwin_task, robotwin_action,
-           robot_type, overwrite):
+def ingest(raw, out, source, fmt, fps, workers, vcodec, crf, preset, svtav1_params, task, cameras, robotwin_task,
+           robotwin_action, robot_type, overwrite):
     """Convert RAW files/folders into one LeRobot dataset at OUT (resumable: rerun after a crash)."""
     from pipelines.ingest import IngestConfig
     from pipelines.ingest import ingest as run
@@ -52,9 +54,14 @@ def ingest(raw, out, source, fmt, fps, workers, vcodec, crf, preset, task, camer
     opts = SourceOptions(task=task, robotwin_task_choice=robotwin_task, robotwin_action=robotwin_action,
                          cameras=tuple(c.strip() for c in cameras.split(",")) if cameras else None)
     cfg = IngestConfig(source=source, format=fmt, fps=fps, workers=workers, robot_type=robot_type,
-                       overwrite=overwrite, video=VideoConfig(vcodec=vcodec, crf=crf, preset=preset),
+                       overwrite=overwrite, video=VideoConfig(vcodec=vcodec, crf=crf, preset=preset,
+                                                                svtav1_params=svtav1_params),
                        source_options=opts)
     report = run(list(raw), out, cfg)
+    if report.get("nothing_to_do"):
+        click.echo(f"nothing to do: {out} already holds this dataset ({report['episodes_written']} episodes, "
+                   "same inputs and config)")
+        return
     click.echo(f"wrote {report['episodes_written']}/{report['episodes_found']} episodes to {out}"
                + (f"; {report['episodes_failed']} failed (see {out / keys.INGEST_REPORT})"
                   if report["episodes_failed"] else ""))

@@ -5,15 +5,18 @@
         OUT/{data, videos, meta}  + OUT/ingest_report.json + OUT/wamdata_ingest_config.json
 
 kill -9 at any moment, rerun the same command: staged episodes are kept, half-written ones redone,
-finalize starts over from the staging area; `meta/info.json` is written last. A bad episode is
-reported (file, episode, key) and skipped; the rest of the batch is written.
+finalize starts over from the staging area; `meta/info.json` is written last, then the staging area is
+renamed away and deleted. A bad episode is reported (file, episode, key) and skipped; the rest of the batch
+is written. Every episode runs in a watched child process (`ingest_guard`): a stalled encoder or a dead
+worker costs a retry, never a hang. OUT is locked (`ingest_lock`) while an ingest runs. A rerun on a
+complete dataset made from the same inputs and config does nothing; made differently, it is refused.
+Our own output running out of space stops the ingest (staged episodes kept), it is not bad input.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import time
@@ -22,11 +25,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipelines.ingest_guard import Watch, run_jobs
+from pipelines.ingest_lock import OutputLock
 from pipelines.lerobot_io.finalize import finalize, write_json
-from pipelines.lerobot_io.staging import VideoConfig, load_summary, stage_episode
+from pipelines.lerobot_io.staging import VideoConfig, load_summary, stage_episode, tmp_dir
 from pipelines.sources.base import EpisodeRef, SourceOptions
 from schemas import keys
-from schemas.errors import EpisodeError, SchemaError, WamdataError
+from schemas.errors import EpisodeError, SchemaError, WamdataError, output_full
+
+_WATCH = ("workers", "overwrite", "stall_timeout_s", "encode_stall_s", "encode_s_per_mpixel", "tries")
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,10 @@ class IngestConfig:
     workers: int = 0                     # 0 = one per CPU core
     robot_type: str | None = None
     overwrite: bool = False
-    stall_timeout_s: float = 900.0       # no episode finished for this long -> restart the pool (2 tries)
+    stall_timeout_s: float = 300.0       # bound on loading one raw episode (then: killed, retried)
+    encode_stall_s: float = 20.0         # bound on one encoder call: this + encode_s_per_mpixel x megapixels
+    encode_s_per_mpixel: float = 1.0
+    tries: int = 3                       # attempts per episode (a stall or a dead worker), then reported
     video: VideoConfig = field(default_factory=VideoConfig)
     source_options: SourceOptions = field(default_factory=SourceOptions)
 
@@ -48,13 +58,19 @@ class IngestConfig:
             raise SchemaError(f"fps must be positive, got {self.fps}")
         if self.workers < 0:
             raise SchemaError(f"workers must be >= 0, got {self.workers}")
-        if not self.stall_timeout_s > 0:
-            raise SchemaError(f"stall_timeout_s must be positive, got {self.stall_timeout_s}")
+        for k in ("stall_timeout_s", "encode_stall_s", "encode_s_per_mpixel"):
+            if not getattr(self, k) > 0:
+                raise SchemaError(f"{k} must be positive, got {getattr(self, k)}")
+        if self.tries < 1:
+            raise SchemaError(f"tries must be >= 1, got {self.tries}")
+
+    def watch(self) -> Watch:
+        return Watch(self.stall_timeout_s, self.encode_stall_s, self.encode_s_per_mpixel, self.tries)
 
     def identity(self) -> dict:
         """What must match for a rerun to resume into an existing staging area."""
         d = asdict(self)
-        for k in ("workers", "overwrite", "stall_timeout_s"):
+        for k in _WATCH:
             d.pop(k)
         return d
 
@@ -75,8 +91,8 @@ class _Job:
     cfg: IngestConfig
 
 
-def _work(job: _Job) -> dict:
-    """Runs in a worker process: load one raw episode, stage it. Never raises."""
+def _work(job: _Job, beat) -> dict:
+    """Runs in a worker process: load one raw episode, stage it. Raises only when our output is full."""
     ref, cfg = job.ref, job.cfg
     dest = Path(job.staging) / ref.uid
     try:
@@ -85,11 +101,13 @@ def _work(job: _Job) -> dict:
         mod = importlib.import_module(job.module)
         ep = mod.load(ref, cfg.source_options)
         fps = cfg.fps or ep.meta.get("fps") or mod.DEFAULT_FPS
-        summary = stage_episode(ep, dest, float(fps), cfg.video)
+        summary = stage_episode(ep, dest, float(fps), cfg.video, before_encode=beat.encoder_call)
         return {"uid": ref.uid, "frames": summary["length"]}
     except EpisodeError as e:
         return {"uid": ref.uid, "error": e.to_dict()}
     except Exception as e:  # an adapter bug or a format surprise: still name the episode
+        if isinstance(e, OSError) and output_full(e, dest, "") is not None:
+            raise  # our output is full: not this episode's fault (the child stops the ingest)
         return {"uid": ref.uid, "error": EpisodeError(ref.file, ref.episode, "?", f"{type(e).__name__}: {e}")
                 .to_dict()}
 
@@ -110,17 +128,92 @@ def _consistent(summaries: list[dict]) -> list[tuple[int, str, str]]:
     return bad
 
 
+def _unique_paths(paths: list[str | Path]) -> list[Path]:
+    """Inputs resolved (symlinks, `..`, relative spellings) and deduplicated, first occurrence kept."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise WamdataError(f"input path does not exist: {p}")
+        r = p.resolve()
+        if r not in out:
+            out.append(r)
+    return out
+
+
+def _unique_refs(refs: list[EpisodeRef]) -> list[EpisodeRef]:
+    """One ref per (file identity, episode): a file reached through two inputs (a folder and a file in it,
+    a hard link) is ingested once."""
+    seen, out = set(), []
+    for r in refs:
+        try:
+            st = os.stat(r.file)
+            ident = (st.st_dev, st.st_ino, r.episode)
+        except OSError:
+            ident = (r.file, r.episode)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(r)
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _differences(old: dict, new: dict) -> str:
+    old, new = _flat(old), _flat(new)
+    out = []
+    for k in sorted(old.keys() | new.keys()):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if k == "episodes":
+            out.append(f"the input episodes ({len(a or [])} there, {len(b or [])} now)")
+        else:
+            out.append(f"{k} ({a!r} there, {b!r} now)")
+    return ", ".join(out)
+
+
+def _finished(out: Path, request: dict) -> dict | None:
+    """The report of a complete dataset at `out` made from the same request; None when there is none.
+    A complete dataset made differently is refused, naming what differs."""
+    if not ((out / keys.INFO_PATH).exists() and not (out / keys.STAGING_DIR).exists()):
+        return None
+    try:
+        old = json.loads((out / keys.INGEST_CONFIG).read_text()).get("request")
+    except (OSError, ValueError):
+        old = None
+    if old != json.loads(json.dumps(request)):
+        what = _differences(old, request) if old else "no record of how it was made"
+        raise WamdataError(f"{out} already holds a complete dataset made differently: {what}; "
+                           "pass --overwrite to replace it")
+    return json.loads((out / keys.INGEST_REPORT).read_text())
+
+
+def _clean_leftovers(out: Path) -> None:
+    """What a killed run can leave: the renamed staging area being deleted, half-written top-level files."""
+    shutil.rmtree(out / keys.STAGING_TRASH, ignore_errors=True)
+    for f in out.glob("*.tmp"):
+        f.unlink(missing_ok=True)
+
+
 def _prepare_out(out: Path, cfg: IngestConfig) -> Path:
+    if cfg.overwrite:
+        for p in out.iterdir():
+            if p.name != keys.INGEST_LOCK:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     staging = out / keys.STAGING_DIR
-    complete = (out / keys.INFO_PATH).exists() and not staging.exists()
-    if cfg.overwrite and out.exists():
-        shutil.rmtree(out)
-    elif complete:
-        raise WamdataError(f"{out} already holds a complete dataset; pass --overwrite to replace it")
     staging.mkdir(parents=True, exist_ok=True)
     ident = staging / "config.json"
     if ident.exists() and json.loads(ident.read_text()) != json.loads(json.dumps(cfg.identity())):
-        raise WamdataError(f"{out} holds an unfinished ingest with a different config ({ident}); "
+        raise WamdataError(f"{out} holds an unfinished ingest with a different config ({ident}): "
+                           f"{_differences(json.loads(ident.read_text()), cfg.identity())}; "
                            "rerun with the same options or pass --overwrite")
     write_json(ident, cfg.identity())
     for d in staging.iterdir():  # half-written episodes of a killed run
@@ -131,20 +224,36 @@ def _prepare_out(out: Path, cfg: IngestConfig) -> Path:
 
 def ingest(paths: list[str | Path], out: str | Path, cfg: IngestConfig = IngestConfig(),
            progress: bool = True) -> dict:
-    """Run the whole ingest; returns the report (also written to OUT/ingest_report.json)."""
+    """Run the whole ingest; returns the report (also written to OUT/ingest_report.json). A rerun on a
+    complete dataset made from the same inputs and config returns its report with `nothing_to_do`."""
     from pipelines.sources.detect import SOURCES, detect
 
-    paths = [Path(p) for p in paths]
-    for p in paths:
-        if not p.exists():
-            raise WamdataError(f"input path does not exist: {p}")
+    paths = _unique_paths(paths)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WamdataError(f"output {out} exists and is not a directory")
     name = cfg.source or detect(paths)
     module = SOURCES.get(name) or source_module(name).__name__
-    staging = _prepare_out(out, cfg)
-    refs = importlib.import_module(module).discover(paths, cfg.source_options)
+    refs = _unique_refs(importlib.import_module(module).discover(paths, cfg.source_options))
     if not refs:
         raise WamdataError(f"no {name} episodes found under {[str(p) for p in paths]}")
+    request = {"paths": [str(p) for p in paths], "source": name, "episodes": [r.uid for r in refs],
+               **{k: v for k, v in cfg.identity().items() if k != "source"}}
+    with OutputLock(out) as lock:
+        try:
+            _clean_leftovers(out)
+            if not cfg.overwrite and (done := _finished(out, request)) is not None:
+                return {**done, "nothing_to_do": True}
+            staging = _prepare_out(out, cfg)
+            return _run(refs, name, module, out, staging, cfg, request, progress, lock.fd)
+        except OSError as e:
+            full = output_full(e, out, "what is staged so far is kept")
+            if full is None:
+                raise
+            raise full from None
+
+
+def _run(refs, name, module, out, staging, cfg, request, progress, lock_fd) -> dict:
     todo = [r for r in refs if not (staging / r.uid).exists()]
     jobs = [_Job(r, module, str(staging), cfg) for r in todo]
     workers = min(cfg.workers or os.cpu_count() or 1, max(len(jobs), 1))
@@ -153,7 +262,8 @@ def ingest(paths: list[str | Path], out: str | Path, cfg: IngestConfig = IngestC
     bar = _Bar(total=len(refs), initial=len(refs) - len(todo), unit="ep", desc=f"ingest {name}",
                disable=not progress, dynamic_ncols=True)
     try:
-        for r in _results(jobs, workers, cfg.stall_timeout_s):
+        for r in run_jobs(_work, jobs, workers, cfg.watch(), close_fds=(lock_fd,), log=tqdm.write,
+                          tmp_dirs=lambda j, pid: [tmp_dir(Path(j.staging) / j.ref.uid, pid)]):
             if "error" in r:
                 errors[r["uid"]] = r["error"]
                 tqdm.write(f"skipped: {r['error']['file']} [episode {r['error']['episode']}] "
@@ -178,51 +288,15 @@ def ingest(paths: list[str | Path], out: str | Path, cfg: IngestConfig = IngestC
         info = finalize(out, staged, summaries, summaries[0]["fps"], cfg.video, cfg.format, robot,
                         progress=fbar.update)
     resolved = replace(cfg, source=name, fps=summaries[0]["fps"], robot_type=robot)
-    write_json(out / keys.INGEST_CONFIG, {"paths": [str(p) for p in paths], **asdict(resolved)})
+    write_json(out / keys.INGEST_CONFIG, {"paths": request["paths"], **asdict(resolved), "request": request})
     report = _write_report(out, refs, errors, info.total_episodes)
-    shutil.rmtree(staging)
+    os.rename(staging, out / keys.STAGING_TRASH)  # the dataset is complete from here on
+    shutil.rmtree(out / keys.STAGING_TRASH)
     return report
 
 
 class _Bar(tqdm):
     monitor_interval = 0  # no tqdm monitor thread: the parent stays single-threaded, so forking it is safe
-
-
-def _context():
-    """fork where it exists (workers start at once, no re-import, no `__main__` guard needed); else spawn.
-    The parent holds no threads and no open HDF5/video handles when the pool starts."""
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-
-
-def _results(jobs: list[_Job], workers: int, stall_s: float, tries: int = 3):
-    """Yield one result per job. With a pool, a stall (no episode finishing for `stall_s`: a hung decoder or
-    encoder) terminates the pool and reruns the unfinished jobs; after `tries` pools they are reported."""
-    if workers <= 1:
-        yield from map(_work, jobs)
-        return
-    pending = {j.ref.uid: j for j in jobs}
-    for attempt in range(1, tries + 1):
-        if not pending:
-            return
-        pool = _context().Pool(min(workers, len(pending)), maxtasksperchild=50)
-        it = pool.imap_unordered(_work, list(pending.values()))
-        try:
-            while pending:
-                try:
-                    r = it.next(timeout=stall_s)
-                except mp.TimeoutError:
-                    tqdm.write(f"no episode finished in {stall_s:.0f} s: restarting the workers "
-                               f"({len(pending)} episodes left, try {attempt}/{tries})")
-                    break
-                pending.pop(r["uid"], None)
-                yield r
-        finally:
-            pool.terminate()
-            pool.join()
-    for j in pending.values():
-        yield {"uid": j.ref.uid, "error": EpisodeError(j.ref.file, j.ref.episode, "?",
-                                                         f"timed out: no progress in {stall_s:.0f} s, "
-                                                         f"{tries} tries").to_dict()}
 
 
 def _write_report(out: Path, refs: list[EpisodeRef], errors: dict, n_ok: int) -> dict:

@@ -63,9 +63,15 @@ DEFAULT_CRF = 30
 # mean abs error 3.6), while 10 keeps every frame (error 0.4) at ~1.25x the encode time of 12.
 DEFAULT_SVTAV1_PRESET = 10
 LEROBOT_SVTAV1_PRESET = 12
+# extra SVT-AV1 parameters (`svtav1-params`; "" = the library's own). lp=1 (level of parallelism 1): 20 encoder
+# threads instead of 45 on a 2-core machine, same output bytes, 0.92x the CPU time, 1.1x the wall time of one
+# encode; zero stalls in bench/bench_svt_stress.py (figures in README.md, ingest section).
+DEFAULT_SVTAV1_PARAMS = "lp=1"
 VCODEC_CHOICES = ("libsvtav1", "h264")  # h264 is encoded with libx264
 
 # -- ingest side files (ours, not lerobot's) -----------------------------------------------------
 INGEST_REPORT = "ingest_report.json"
 INGEST_CONFIG = "wamdata_ingest_config.json"
 STAGING_DIR = ".wamdata_staging"
+STAGING_TRASH = ".wamdata_staging.done"  # the staging area renamed once the dataset is complete, then deleted
+INGEST_LOCK = ".wamdata_ingest.lock"

@@ -112,8 +112,8 @@ def test_no_noops_variant_takes_instruction_from_file_name(libero_raw, tmp_path)
 def test_existing_complete_dataset_is_not_overwritten_silently(libero_raw, tmp_path):
     raw = libero_raw(TASKS[:1])
     ingest([raw], tmp_path / "ds", IngestConfig(workers=1), progress=False)
-    with pytest.raises(Exception, match="--overwrite"):
-        ingest([raw], tmp_path / "ds", IngestConfig(workers=1), progress=False)
+    with pytest.raises(Exception, match=r"made differently: fps \(None there, 10.0 now\); pass --overwrite"):
+        ingest([raw], tmp_path / "ds", IngestConfig(workers=1, fps=10.0), progress=False)
     ingest([raw], tmp_path / "ds", IngestConfig(workers=1, overwrite=True), progress=False)
     assert validate(tmp_path / "ds") == []
 

@@ -163,8 +163,9 @@ def test_validate_catches_broken_datasets(libero_raw, tmp_path):
     assert any("video file missing" in p for p in validate(tmp_path / "ds"))
 
 
-def test_stalled_worker_pool_is_restarted_then_reported(tmp_path):
-    from pipelines.ingest import _Job, _results
+def test_stalled_load_is_killed_retried_then_reported(tmp_path):
+    from pipelines.ingest import _Job, _work
+    from pipelines.ingest_guard import Watch, run_jobs
     from pipelines.sources.base import EpisodeRef
 
     staging = tmp_path / "staging"
@@ -173,11 +174,13 @@ def test_stalled_worker_pool_is_restarted_then_reported(tmp_path):
     jobs = [_Job(EpisodeRef("test", str(tmp_path), ep), "_hang_source", str(staging), cfg)
             for ep in ("a", "hang", "b", "always")]
     t0 = time.time()
-    results = {r["uid"]: r for r in _results(jobs, workers=2, stall_s=4, tries=2)}
+    results = {r["uid"]: r for r in run_jobs(_work, jobs, 2, Watch(load_s=4, tries=2), log=lambda m: None)}
     assert time.time() - t0 < 60
     by_ep = {j.ref.episode: results[j.ref.uid] for j in jobs}
     assert by_ep["a"]["frames"] == by_ep["b"]["frames"] == by_ep["hang"]["frames"] == 12  # hang: 2nd try
     err = by_ep["always"]["error"]
-    assert (err["episode"], err["key"]) == ("always", "?") and "timed out" in err["error"]
+    assert (err["episode"], err["key"]) == ("always", "?")
+    assert err["error"] == "gave up after 2 tries: " + "; ".join(["stalled in load: no progress within its 4.0 s "
+                                                                 "bound"] * 2)
     assert sorted(p.name for p in staging.iterdir() if ".tmp" not in p.name) == \
         sorted(j.ref.uid for j in jobs[:3])

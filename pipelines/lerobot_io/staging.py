@@ -37,6 +37,7 @@ class VideoConfig:
     g: int = keys.DEFAULT_GOP
     pix_fmt: str = keys.DEFAULT_PIX_FMT
     preset: int | None = keys.DEFAULT_SVTAV1_PRESET  # libsvtav1 only (see schemas.keys)
+    svtav1_params: str = keys.DEFAULT_SVTAV1_PARAMS  # libsvtav1 only: extra `svtav1-params` (see schemas.keys)
 
     def __post_init__(self):
         if self.vcodec not in keys.VCODEC_CHOICES:
@@ -59,9 +60,15 @@ def episode_numeric(ep: RawEpisode) -> dict[str, np.ndarray]:
     return {keys.STATE: ep.state, keys.ACTION: ep.action, **ep.extra}
 
 
-def stage_episode(ep: RawEpisode, dest: Path, fps: float, video: VideoConfig) -> dict:
-    """Write `ep` to `dest` (a directory that appears only when complete). Returns the summary."""
-    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+def tmp_dir(dest: Path, pid: int) -> Path:
+    """Where process `pid` writes `dest` before renaming it into place."""
+    return dest.with_name(f"{dest.name}.tmp{pid}")
+
+
+def stage_episode(ep: RawEpisode, dest: Path, fps: float, video: VideoConfig, before_encode=None) -> dict:
+    """Write `ep` to `dest` (a directory that appears only when complete). Returns the summary.
+    `before_encode(frames, pixels)` is passed to the encoder as its liveness beat (see `encode_frames`)."""
+    tmp = tmp_dir(dest, os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     T = ep.length
@@ -82,7 +89,7 @@ def stage_episode(ep: RawEpisode, dest: Path, fps: float, video: VideoConfig) ->
     for cam, frames in ep.frames.items():
         key = keys.camera_key(cam)
         encode_frames(frames, tmp / f"{key}.mp4", fps, video.vcodec, video.crf, video.g, video.pix_fmt,
-                      video.preset)
+                      video.preset, video.svtav1_params, before_call=before_encode)
         hists[key] = S.image_histogram(frames)
         stats[key] = S.histogram_stats(hists[key], T)
         features[key] = {"dtype": "video", "shape": [int(frames.shape[1]), int(frames.shape[2]), 3]}

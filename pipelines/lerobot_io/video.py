@@ -62,7 +62,10 @@ def fps_fraction(fps: float) -> Fraction:
 
 def encode_frames(frames: np.ndarray, path: str | Path, fps: float, vcodec: str = keys.DEFAULT_VCODEC,
                   crf: int = keys.DEFAULT_CRF, g: int = keys.DEFAULT_GOP,
-                  pix_fmt: str = keys.DEFAULT_PIX_FMT, preset: int | None = keys.DEFAULT_SVTAV1_PRESET) -> None:
+                  pix_fmt: str = keys.DEFAULT_PIX_FMT, preset: int | None = keys.DEFAULT_SVTAV1_PRESET,
+                  svtav1_params: str = keys.DEFAULT_SVTAV1_PARAMS, before_call=None) -> None:
+    """Encode `frames`. `before_call(frames, pixels)`, if given, is called before every encoder call with
+    the most frames that call may process (1, or all at the final flush): a liveness beat for a watchdog."""
     if vcodec not in ENCODERS:
         raise ValueError(f"vcodec must be one of {list(ENCODERS)}, got {vcodec!r}")
     drop_realtime_privilege()
@@ -71,6 +74,8 @@ def encode_frames(frames: np.ndarray, path: str | Path, fps: float, vcodec: str 
     options = {"g": str(g), "crf": str(crf)}
     if vcodec == "libsvtav1" and preset is not None:
         options["preset"] = str(preset)
+    if vcodec == "libsvtav1" and svtav1_params:
+        options["svtav1-params"] = svtav1_params
     if vcodec == "h264":
         options["bf"] = "0"  # no B-frames: pts == dts, so episodes concatenate by plain remux
     with av.open(str(path), "w", format="mp4") as out:
@@ -81,7 +86,11 @@ def encode_frames(frames: np.ndarray, path: str | Path, fps: float, vcodec: str 
             frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
             frame.pts = i
             frame.time_base = 1 / rate
+            if before_call:
+                before_call(1, H * W)
             out.mux(stream.encode(frame))
+        if before_call:
+            before_call(T, H * W)
         out.mux(stream.encode(None))
 
 

@@ -46,7 +46,8 @@ def discover(paths: list[Path], opts: SourceOptions) -> list[EpisodeRef]:
         except Exception:  # unreadable file: one ref whose load() reports the error
             refs.append(EpisodeRef(NAME, str(f), "*"))
             continue
-        refs.extend(EpisodeRef(NAME, str(f), k) for _, k in demos)
+        # a file without demos is one ref too: its load() reports it, so it shows in the ingest report
+        refs.extend([EpisodeRef(NAME, str(f), k) for _, k in demos] or [EpisodeRef(NAME, str(f), "*")])
     return refs
 
 
@@ -85,6 +86,8 @@ def load(ref: EpisodeRef, opts: SourceOptions) -> RawEpisode:
     except Exception as e:
         raise EpisodeError(ref.file, ref.episode, "file", f"cannot open HDF5: {e}") from e
     with h:
+        if ref.episode == "*" and "data" in h and not any(_DEMO.match(k) for k in h["data"]):
+            raise EpisodeError(ref.file, ref.episode, "data", "the file holds no demos (no data/demo_<i> group)")
         if ref.episode == "*" or "data" not in h or ref.episode not in h["data"]:
             raise EpisodeError(ref.file, ref.episode, "data", "no such demo group (file unreadable or empty)")
         grp = h["data"][ref.episode]
