@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def require_side_venv(python: Path, setup_script: str) -> None:
+    """A side venv's interpreter must exist: fail in CI (which builds it), skip locally with how to build it."""
+    if python.exists():
+        return
+    msg = f"{python} is missing: run `bash {setup_script}`"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 @pytest.fixture
 def one_torch_thread():
     """torch on one thread for this test only (the process-wide setting is restored afterwards, so tests that

@@ -81,7 +81,7 @@ def test_cli_prints_one_line_for_a_full_disk(libero_raw, tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(raw), str(tmp_path / "ds")], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     err = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("ingest libero")]  # bar aside
-    assert p.returncode == 2 and len(err) == 1 and err[0].startswith("error: no space left on the device writing ")
+    assert p.returncode == 1 and len(err) == 1 and err[0].startswith("Error: no space left on the device writing ")
     assert "Traceback" not in p.stderr
 
 

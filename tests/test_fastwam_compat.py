@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import require_side_venv
 
 from pipelines.ingest import IngestConfig, ingest
 from pipelines.lerobot_io.staging import VideoConfig
@@ -27,15 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 FASTWAM_PY = REPO / ".venv-fastwam" / "bin" / "python"
 LOADER = REPO / "tests" / "_fastwam_load.py"
 LENGTHS = [5, 7]
-
-
-def _require_venv() -> None:
-    if FASTWAM_PY.exists():
-        return
-    msg = f"{FASTWAM_PY} is missing: run `bash .ci/setup_fastwam_env.sh`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +66,7 @@ def test_feature_type_names_per_format(raw_dir, tmp_path):
 
 
 def test_fastwam_reader_env_opens_v21(raw_dir, tmp_path):
-    _require_venv()
+    require_side_venv(FASTWAM_PY, ".ci/setup_fastwam_env.sh")
     root = _ingest(raw_dir, tmp_path / "ds", keys.V21)
     proc = _run_loader(root, tmp_path)
     assert proc.returncode == 0, f"datasets 3.6.0 failed on {root}:\n{proc.stderr[-4000:]}"
@@ -101,7 +93,7 @@ def test_fastwam_reader_env_opens_v21(raw_dir, tmp_path):
 
 def test_fastwam_reader_env_rejects_datasets4_names(raw_dir, tmp_path):
     """The side venv is a real datasets 3.x reader: the `List` name (datasets >= 4) fails there as reported."""
-    _require_venv()
+    require_side_venv(FASTWAM_PY, ".ci/setup_fastwam_env.sh")
     root = _ingest(raw_dir, tmp_path / "ds", keys.V21)
     bad = tmp_path / "bad"
     shutil.copytree(root, bad)

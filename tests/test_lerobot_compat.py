@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import require_side_venv
 
 from pipelines.ingest import IngestConfig, ingest
 from pipelines.lerobot_io.reader import LeRobotReader
@@ -32,15 +33,6 @@ CAMS = {"observation.images.image": 0, "observation.images.wrist_image": 1}  # k
 # (file stem, variant, instruction, demo ids, lengths): gaps in demo numbers, a no_noops file (task from name)
 RAW = (("original", "put the black bowl on the plate", [0, 3], [12, 17]),
        ("no_noops", "open the top drawer", [1], [14]))
-
-
-def _require_lerobot() -> None:
-    if LEROBOT_PY.exists():
-        return
-    msg = f"{LEROBOT_PY} is missing: run `bash .ci/setup_lerobot_env.sh`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +74,7 @@ def _lerobot_items(root: Path, indices: list[int], tmp: Path) -> dict[str, np.nd
 
 
 def test_lerobot_dataset_loads_ours_unchanged(ours, raw_dir, tmp_path):
-    _require_lerobot()
+    require_side_venv(LEROBOT_PY, ".ci/setup_lerobot_env.sh")
     expected = _expected_episodes(raw_dir)
     starts = np.cumsum([0] + [e["length"] for e in expected])
     # first, middle and last frame of every episode (episodes > 0 sit later in the concatenated mp4s)
@@ -168,7 +160,7 @@ def test_meta_layout_matches_real_lerobot_recording(ours, shared_dir):
 # -- identical input through lerobot's own writer: same files, same values ----------------------------
 def test_same_layout_and_values_as_lerobot_writer(raw_dir, tmp_path):
     """bench/_lerobot_writer.py (LeRobotDataset.create/add_frame/save_episode) on the same raw files."""
-    _require_lerobot()
+    require_side_venv(LEROBOT_PY, ".ci/setup_lerobot_env.sh")
     ours = tmp_path / "ours"
     ingest([raw_dir], ours, IngestConfig(workers=1))
     theirs = tmp_path / "lerobot"
