@@ -32,7 +32,7 @@ from cache_jobs.chunking import chunk_indices
 from cache_jobs.config import CacheJobConfig, ClusterConfig, DatasetConfig
 from cache_jobs.job import run_cache, worker_environ
 from cache_jobs.models import TextConfig, VaeConfig
-from cache_jobs.pack import PackConfig, pack
+from cache_jobs.pack import PackConfig, StatsConfig, pack
 from cache_jobs.tiling import Tiler, TilingConfig, load_layout
 from cache_jobs.tiny_models import make_full_vae, make_tiny_umt5
 from schemas import cache as C
@@ -122,7 +122,9 @@ def synthetic_cache(root: Path, n: int, latent_shape=(48, 3, 14, 28), A: int = 7
     st = {"min": [-4.0] * A, "max": [4.0] * A, "mean": [0.0] * A, "std": [1.0] * A}
     (root / C.CACHE_MANIFEST).write_text(json.dumps({
         "status": "complete", "config_hash": "synthetic", "latent_shape": list(latent_shape), "action_dim": A,
-        "state_dim": Sd, "stats": {"action": st, "state": {k: v[:1] * Sd for k, v in st.items()}}}))
+        "state_dim": Sd, "stats": {"action": st, "state": {k: v[:1] * Sd for k, v in st.items()}},
+        "hash_inputs": {"layout": {"name": "synthetic"}, "chunks": {"start_stride": 1}},
+        "units": [{"episodes": [{"episode": int(e), "length": 200} for e in np.unique(eps)]}]}))
     return root
 
 
@@ -189,7 +191,8 @@ def bench_throughput(tmp: Path, ds: Path, n_samples: int, n_online: int) -> dict
 
     cache = synthetic_cache(tmp / "syn_cache", n_samples)
     shards = tmp / "shards"
-    pack(cache, shards, PackConfig(maxcount=max(1, n_samples // 8)))
+    # the synthetic manifest carries dataset stats and no shard checksums: pack with those, unverified
+    pack(cache, shards, PackConfig(maxcount=max(1, n_samples // 8), stats=StatsConfig("dataset"), verify_cache=False))
     urls = sorted(str(p) for p in shards.glob("*.tar"))
 
     ours = (wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(decode_sample)
