@@ -28,6 +28,8 @@ from schemas.errors import SchemaError, WamdataError
 class PackInput:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        if not (self.root / C.CACHE_MANIFEST).is_file():
+            raise WamdataError(f"{self.root}: no {C.CACHE_MANIFEST}; not a `wamdata cache` output")
         try:
             self.man = json.loads((self.root / C.CACHE_MANIFEST).read_text())
         except (OSError, ValueError) as e:

@@ -89,6 +89,11 @@ def test_bad_command_line_is_one_line(paths, name, template):
         assert res.stderr.strip() == errors[0], f"{name}:\n{res.stderr}"
 
 
+def test_pack_names_what_it_was_given(paths):
+    res = CliRunner().invoke(main, _argv("pack {empty} -o {tmp}/p3", paths))
+    assert res.stderr.strip() == f"Error: {paths['empty']}: no manifest.json; not a `wamdata cache` output"
+
+
 def test_usage_error_keeps_clicks_usage_lines(paths):
     """Click's own usage errors (unknown option) are unchanged: usage + hint + error, exit 2."""
     res = CliRunner().invoke(main, ["pack", "--frobnicate"])
