@@ -20,7 +20,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -296,6 +295,3 @@ def verify(root: str | Path) -> dict:
 def plan_to_dicts(units: list[UnitPlan]) -> list[dict]:
     return [asdict(u) for u in units]
 
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
