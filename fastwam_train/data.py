@@ -170,7 +170,7 @@ class PackedShards:
         epoch, skip = position
         n_ep = self.epoch_len
         while True:
-            n = skip
+            n, got = skip, False
             for raw in islice(self.raw_epoch(epoch), skip, None):
                 n += 1
                 if ((epoch * n_ep + n - 1) - self.rank) % self.world == 0:
@@ -181,7 +181,11 @@ class PackedShards:
                             raise
                         self._corrupt(e, raw.get("__url__", str(self.root)))
                         continue
+                    got = True
                     yield sample, (epoch, n)
+            if not got and skip == 0:             # e.g. every sample skipped as corrupt: never spin forever
+                raise EpisodeError(self.root, "-", "shards", f"rank {self.rank} received no usable sample in "
+                                   f"epoch {epoch} (skipped: {self.skipped})")
             if n != n_ep and self.cfg.on_corrupt == "raise":
                 raise EpisodeError(self.root, "-", PACK_META, f"epoch {epoch} holds {n} samples, "
                                    f"{PACK_META} says num_samples={n_ep}")

@@ -181,3 +181,17 @@ def test_reader_does_not_silently_read_fewer_samples_after_a_flipped_header(pack
 def test_clean_pack_reads_every_sample_once(packed):
     keys, ps = _read_all(packed)
     assert len(keys) == len(set(keys)) == 15 and ps.skipped == {}
+
+
+def test_skip_mode_with_nothing_usable_raises_instead_of_spinning(packed, tmp_path):
+    """on_corrupt='skip' over shards whose every sample is corrupt: an error after one epoch, never an endless
+    loop over empty epochs."""
+    shards = _copy(packed, tmp_path)
+    for tar in sorted(shards.glob("*.tar")):
+        for m in _members(tar):
+            if m.name.endswith(".actions.npy"):
+                flip(tar, m.offset_data + m.size - 3)
+    ps = PackedShards(shards, DataConfig(batch_size=1, shuffle_buffer=0, prefetch=0, on_corrupt="skip"))
+    with pytest.raises(EpisodeError, match=r"rank 0 received no usable sample in epoch 0"):
+        next(ps.samples((0, 0)))
+    assert sum(ps.skipped.values()) == 15
