@@ -17,7 +17,6 @@ without a marker is redone from scratch (its shard files deleted first); one wit
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import zarr
 
 from schemas import cache as C
+from schemas import checksums
 from schemas.chunks import ChunkSpec
 from schemas.errors import WamdataError, output_full
 
@@ -113,13 +113,7 @@ def output_writes(fn):
 
 def sha256_file(path: Path) -> str | None:
     """sha256 of a file; None when absent (zarr does not write a shard that holds only fill values)."""
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    return checksums.sha256_file(path) if path.is_file() else None
 
 
 @output_writes

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import warnings
@@ -29,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from schemas.checksums import sha256_file
 from schemas.errors import WamdataError
 
 # one process: DCP reads/writes without a process group, as intended here
@@ -87,11 +87,6 @@ def grad_norm_value(gnorm) -> float:
 
 
 # -- checksums -----------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _read_sums(d: Path) -> dict[str, str]:
     f = d / SUMS
     if not f.is_file():
