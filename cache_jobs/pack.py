@@ -247,9 +247,9 @@ def _write_samples(ins: list[PackInput], episodes: list[list[int]], d: Path, cfg
                    s_stats: dict, mask: np.ndarray | None) -> tuple[list[str], int, dict[str, int]]:
     import webdataset as wds
 
-    src = np.concatenate([np.full(len(r), ci, np.int64) for ci, r in
-                          enumerate(i.rows(e) for i, e in zip(ins, episodes, strict=True))] or [np.zeros(0, np.int64)])
-    rows = np.concatenate([i.rows(e) for i, e in zip(ins, episodes, strict=True)] or [np.zeros(0, np.int64)])
+    per_cache = [i.rows(e) for i, e in zip(ins, episodes, strict=True)]
+    src = np.concatenate([np.full(len(r), ci, np.int64) for ci, r in enumerate(per_cache)] or [np.zeros(0, np.int64)])
+    rows = np.concatenate(per_cache or [np.zeros(0, np.int64)])
     perm = np.random.default_rng(cfg.seed).permutation(len(rows))
     src, rows = src[perm], rows[perm]
     keys = [list(i.g[C.ARR_TEXT_KEYS][:]) for i in ins]
