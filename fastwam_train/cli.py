@@ -105,7 +105,8 @@ def latency_cmd(config_path, latent, batch, repeats, device):
 
 @click.command("export-official")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Fast-WAM weights .pt")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=out_file,
+              help="Fast-WAM weights .pt")
 @click.option("--dtype", type=click.Choice(["bfloat16", "float32"]), default="bfloat16", show_default=True)
 def export_official_cmd(run, output, dtype):
     """Write RUN's model as a Fast-WAM weights checkpoint ({'mot', 'step', 'torch_dtype', 'proprio_encoder'})."""
@@ -125,7 +126,8 @@ def export_official_cmd(run, output, dtype):
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option("--shards", required=True, type=click.Path(exists=True, file_okay=False),
               help="packed shards the model is for (dims, normalization)")
-@click.option("-o", "--output", "run", required=True, type=click.Path(file_okay=False), help="new run directory")
+@click.option("-o", "--output", "run", required=True, type=click.Path(file_okay=False), callback=out_dir,
+              help="new run directory")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TrainConfig JSON")
 @click.option("--variant", type=click.Choice(VARIANTS), default=None, help="overrides model.variant")
 def import_official_cmd(checkpoint, shards, run, config_path, variant):

@@ -65,6 +65,8 @@ BAD = [
     ("train-bad-config", "train {empty} -o {tmp}/r3 --config {bad_json}"),
     ("predict-not-a-run", "predict {empty} --shards {empty}"),
     ("predict-dataset-shards", "predict {ds} --shards {ds}"),
+    ("export-official-out-under-file", "export-official {empty} -o {file}/x.pt"),
+    ("import-official-out-under-file", "import-official {file} --shards {empty} -o {file}/run"),
     ("latency-bad-latent", "latency --latent abc"),
     ("latency-bad-config", "latency --config {bad_json}"),
     ("no-such-command", "frobnicate"),
@@ -119,3 +121,12 @@ def test_console_entry_points_print_one_line(paths, entry):
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 1 and res.stdout == "", res
     assert res.stderr.strip() == f"Error: {paths['empty']}: no pack_meta.json (is this a `wamdata pack` output?)"
+
+
+@pytest.mark.parametrize("template,expect", [
+    ("export-official {empty} -o {file}/x.pt", "{file}/x.pt is under {file}, which is a file"),
+    ("import-official {file} --shards {empty} -o {file}/run", "{file}/run is under {file}, which is a file")])
+def test_official_outputs_refused_before_any_work(paths, template, expect):
+    """export-/import-official check their output path up front, as every other command's -o does."""
+    res = CliRunner().invoke(main, _argv(template, paths))
+    assert res.exit_code == 2 and expect.format(**paths) in res.stderr, res.stderr
