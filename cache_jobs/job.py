@@ -25,7 +25,7 @@ import numpy as np
 from cache_jobs import store as S
 from cache_jobs.chunking import EpisodeChunker, needed_frames
 from cache_jobs.config import CacheJobConfig, load_reader_class, package_version
-from cache_jobs.models import TextEncoder, VaeEncoder, _cached, resolve_dtype, text_digest, vae_config, vae_digest
+from cache_jobs.models import TextEncoder, VaeEncoder, _cached, resolve_dtype, text_digest
 from cache_jobs.tiling import Tiler, load_layout
 from schemas import cache as C
 from schemas.errors import EpisodeError, SchemaError, WamdataError
@@ -147,9 +147,11 @@ def plan_job(cfg: CacheJobConfig) -> dict:
             prompts.append(p)
         eps.append((int(e["episode_index"]), int(e["length"]), prompts.index(p)))
     units, n_rows = S.make_plan(eps, cfg.chunks, cfg.store.rows_per_shard, cfg.store.unit_rows)
+    from cache_jobs.weights.component import open_component
     from cache_jobs.weights.resolve import find_tokenizer
 
-    vcfg = vae_config(cfg.vae.model_dir)
+    vae = open_component(cfg.vae.model_dir, "vae").verify()       # opened and checked once: config + digest
+    vcfg = vae.config
     tok_dir = cfg.text.tokenizer_dir or str(find_tokenizer(Path(cfg.text.model_dir)))
     sp = int(vcfg["scale_factor_spatial"])
     lay = resolved.layout
@@ -157,7 +159,7 @@ def plan_job(cfg: CacheJobConfig) -> dict:
         raise SchemaError(f"layout {lay.name!r} {lay.height}x{lay.width} is not divisible by the VAE's x{sp}")
     latent_shape = (int(vcfg["z_dim"]), cfg.chunks.num_latent_frames, lay.height // sp, lay.width // sp)
     hash_inputs = {
-        "vae_digest": vae_digest(cfg.vae.model_dir), "text_digest": text_digest(cfg.text.model_dir, tok_dir),
+        "vae_digest": vae.digest(), "text_digest": text_digest(cfg.text.model_dir, tok_dir),
         "vae_dtype": str(resolve_dtype(cfg.vae.dtype, cfg.vae.device)), "vae_batch_size": cfg.vae.batch_size,
         "text_dtype": str(resolve_dtype(cfg.text.dtype, cfg.text.device)), "text_len": cfg.text.max_length,
         "layout": resolved.to_dict(), "chunks": asdict(cfg.chunks), "prompt_template": C.PROMPT_TEMPLATE,

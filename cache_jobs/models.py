@@ -60,13 +60,6 @@ def text_digest(path: str | Path, tokenizer: str | Path) -> str:
     return f"{open_component(path, 'text').verify().digest()}+{tokenizer_digest(tokenizer)}"
 
 
-def vae_config(path: str | Path) -> dict:
-    """AutoencoderKLWan kwargs of the VAE at path (from its shapes; no weights read)."""
-    from cache_jobs.weights.component import open_component
-
-    return open_component(path, "vae").verify().config
-
-
 def bf16_bits(x: torch.Tensor) -> np.ndarray:
     return x.to(torch.bfloat16).view(torch.int16).cpu().numpy().view(np.uint16)
 
