@@ -162,7 +162,7 @@ def train(shards: str | Path, run: str | Path, cfg: TrainConfig, resume: bool = 
             win_t, win_wait, win_n = 0.0, 0.0, 0
             _log(run, rec, rank, records)
         if validator is not None and (step % cfg.loop.val_every == 0 or step == end):
-            _log(run, validator.run(model, step, device, use_bf16 and not fsdp), rank, records)
+            _log(run, validator.run(model, step, device, autocast), rank, records)
         if step % cfg.loop.ckpt_every == 0 or step == end:
             state = {"step": step, "position": list(position), "generator": gen.get_state(),
                      "torch_rng": torch.get_rng_state(), "scheduler": sched.state_dict(), "world": world}
