@@ -44,7 +44,7 @@ from schemas.checksums import SAMPLE_CHECKSUM, seal_sample
 from schemas.errors import SchemaError, WamdataError
 from schemas.pack import NORM_MODES, NORM_STATS, PackMeta, normalize
 
-VAL_DIR = "val"
+VAL_DIR = C.PACK_VAL_DIR
 # Fast-WAM configs/data/libero_2cam.yaml: eef pose deltas (dims 0-5) are zeroed at padded steps, gripper is not
 LIBERO_DELTA_MASK = (True, True, True, True, True, True, False)
 

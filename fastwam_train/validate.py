@@ -20,10 +20,10 @@ import torch.distributed as dist
 
 from fastwam_train.config import DataConfig
 from fastwam_train.data import PackedShards
-from schemas.cache import PACK_META
+from schemas.cache import PACK_META, PACK_VAL_DIR
 from schemas.pack import unnormalize
 
-VAL_DIR, VAL_SEED = "val", 2_000_003
+VAL_DIR, VAL_SEED = PACK_VAL_DIR, 2_000_003
 
 
 def val_dir(shards: Path) -> Path | None:

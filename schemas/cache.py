@@ -48,6 +48,7 @@ SAMPLE_PROMPT = "prompt.txt"          # sha256 key into the text embeddings besi
 PACK_META = "pack_meta.json"          # normalization mode + stats, shapes, counts, config hash
 PACK_TEXT = "text_embeddings.safetensors"  # {sha256: bf16 [128, D]} + {sha256 + ".mask": bool}
 SHARD_PATTERN = "shard-%06d.tar"
+PACK_VAL_DIR = "val"                  # the val split of a pack: itself a complete pack dir
 
 
 def sample_key(episode: int, t: int) -> str:
