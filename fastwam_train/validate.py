@@ -21,6 +21,7 @@ import torch.distributed as dist
 from fastwam_train.config import DataConfig
 from fastwam_train.data import PackedShards
 from schemas.cache import PACK_META, PACK_VAL_DIR
+from schemas.errors import WamdataError
 from schemas.pack import unnormalize
 
 VAL_DIR, VAL_SEED = PACK_VAL_DIR, 2_000_003
@@ -35,6 +36,9 @@ class Validator:
     def __init__(self, root: Path, max_samples: int, rank: int, world: int):
         self.data = PackedShards(root, DataConfig(batch_size=1, shuffle_buffer=0, prefetch=0))
         self.raw = list(islice(self.data.raw_epoch(0), max_samples))
+        if not self.raw:     # e.g. every val episode failed at cache time: refuse now, not at the first val step
+            raise WamdataError(f"{root}: the val split holds no samples; re-pack with other --val-proportion / "
+                               "--split-seed, or set loop.val_every to 0")
         self.rank, self.world = rank, world
         self.mine = list(range(rank, len(self.raw), world))
         self.rounds = -(-len(self.raw) // world)

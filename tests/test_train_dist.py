@@ -104,6 +104,23 @@ def test_validation_record_by_hand(shards, tmp_path, one_torch_thread):
     assert rec["val_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
 
 
+def test_empty_val_split_refused_before_training(tmp_path, one_torch_thread):
+    """A val split with no samples (its episodes all failed at cache time) is refused at the start with one
+    line, not by a division by zero at the first validation step."""
+    import tarfile
+
+    root = write_pack(tmp_path / "shards", n=4, shards=1)
+    val = write_pack(root / "val", n=1, shards=1, seed=1)
+    for f in val.glob("shard-*.tar"):
+        tarfile.open(f, "w").close()                               # a shard holding no sample
+    meta = json.loads((val / "pack_meta.json").read_text())
+    (val / "pack_meta.json").write_text(json.dumps({**meta, "num_samples": 0}))
+    cfg = tiny_train_config("fastwam", steps=2, batch_size=2).override("loop", val_every=1)
+    with pytest.raises(WamdataError, match=r"/val: the val split holds no samples"):
+        train(root, tmp_path / "r", cfg)
+    assert not (tmp_path / "r" / CKPT_DIR).exists()
+
+
 def test_corrupt_checkpoint_refused_with_one_line(shards, tmp_path, one_torch_thread):
     cfg = tiny_train_config("fastwam", steps=1, batch_size=2).override("loop", val_every=0)
     train(shards, tmp_path / "r", cfg)
