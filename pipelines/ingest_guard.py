@@ -61,6 +61,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def _signal_name(n: int) -> str:
+    """SIGKILL, ...; the number for a signal without a name (real-time signals)."""
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return str(n)
+
+
 class _Beat:
     def __init__(self, conn, watch: Watch):
         self.conn, self.watch = conn, watch
@@ -164,7 +172,7 @@ def run_jobs(work, jobs: list, workers: int, watch: Watch, uid=lambda j: j.ref.u
                     if result is None and (eof or not run.proc.is_alive()):
                         run.proc.join(5)  # bounded: a child that closed its pipe but does not exit is killed
                         code = run.proc.exitcode
-                        why = (f"worker died (signal {signal.Signals(-code).name})" if code and code < 0
+                        why = (f"worker died (signal {_signal_name(-code)})" if code and code < 0
                                else f"worker exited with code {code}" if code is not None
                                else "worker closed its pipe without a result")
                 if result is None and why is None and time.monotonic() > run.deadline:

@@ -155,3 +155,20 @@ def test_spawned_workers_give_the_same_dataset(libero_raw, tmp_path, monkeypatch
     monkeypatch.setattr(G, "context", lambda: mp.get_context("spawn"))
     ingest([raw], tmp_path / "ds", IngestConfig(workers=2), progress=False)
     assert tree(tmp_path / "ds") == tree(tmp_path / "ref")
+
+
+def test_worker_killed_by_an_unnamed_signal_is_reported_not_a_traceback(tmp_path):
+    """A child ended by a real-time signal (no name in signal.Signals) is a failed attempt like any other."""
+    from types import SimpleNamespace
+
+    from pipelines.ingest_guard import Watch, run_jobs
+
+    n = int(signal.SIGRTMIN) + 5
+    job = SimpleNamespace(ref=SimpleNamespace(uid="ep0", file="raw.hdf5", episode=0), staging=str(tmp_path))
+
+    def work(job, beat):
+        os.kill(os.getpid(), n)
+
+    res = list(run_jobs(work, [job], 1, Watch(tries=1), log=lambda msg: None))
+    assert res == [{"uid": "ep0", "error": {"file": "raw.hdf5", "episode": "0", "key": "?",
+                                            "error": f"gave up after 1 tries: worker died (signal {n})"}}]
